@@ -1,0 +1,49 @@
+# Ancho: `make run` runs the example end to end; `make test` runs ruff, mypy and the suite.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+WHEELS := .cache/wheels
+EXAMPLE ?= examples/pi
+
+.PHONY: install install-test run test lint typecheck pytest bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+
+$(WHEELS)/.http-parser: | $(VENV)/bin/python
+	bash scripts/build-http-parser.sh $(PY) $(WHEELS)
+	touch $@
+
+$(VENV)/.installed: setup.cfg pyproject.toml $(WHEELS)/.http-parser
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(VENV)/bin/ancho run $(EXAMPLE)
+
+lint: install-test
+	$(VENV)/bin/ruff check ancho scheduler executor tests bench examples
+	$(VENV)/bin/ruff format --check ancho scheduler executor tests bench examples
+
+typecheck: install-test
+	$(VENV)/bin/mypy
+
+pytest: install-test
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+bench: install
+	$(PY) bench/run_bench.py
+
+clean:
+	rm -rf $(VENV) .ancho build *.egg-info

@@ -1,0 +1,5 @@
+"""Ancho: run Python simulation models at scale on Mesos."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

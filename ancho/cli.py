@@ -1,0 +1,231 @@
+"""The ``ancho`` command line (see the CLI contract in DESIGN.md).
+
+Exit codes: 0 the run finished; 1 it finished FAILED or KILLED; 2 bad input (spec,
+flags, unreachable service) with a one-paragraph message and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from .errors import AnchoError, SpecError
+from .store import Store, open_store
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class ParamType(click.ParamType):  # type: ignore[type-arg]
+    """``-p KEY=VALUE``: the value is JSON when it parses (``samples=1000`` is an int)."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse one parameter or fail with the flag named."""
+        from .spec import parse_param
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_param(value)
+        except SpecError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+def _store(url: str | None) -> Store:
+    return open_store(url)
+
+
+store_option = click.option(
+    "--store",
+    "store_url",
+    envvar="ANCHO_STORE",
+    metavar="URL",
+    help="sqlite:///path/to.db or cassandra://… (default ./.ancho/ancho.db, or ANCHO_STORE).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ancho")
+def cli() -> None:
+    """Ancho runs Python simulation models at scale on Mesos."""
+
+
+@cli.command()
+@click.argument("target", metavar="MODEL_DIR|SPEC.json")
+@click.option("--sequences", type=click.IntRange(min=1), help="Number of sequences.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Run seed.")
+@click.option("-p", "params", multiple=True, type=ParamType(), help="Model parameter KEY=VALUE.")
+@click.option("--executors", type=click.IntRange(min=1), help="At most this many executors.")
+@store_option
+@click.option("--containerizer", type=click.Choice(["process", "docker"]))
+@click.option("--json", "as_json", is_flag=True, help="Print exactly the summary JSON.")
+def run(
+    target: str,
+    sequences: int | None,
+    seed: int | None,
+    params: tuple[tuple[str, Any], ...],
+    executors: int | None,
+    store_url: str | None,
+    containerizer: str | None,
+    as_json: bool,
+) -> None:
+    """Run a model on this machine (embedded cluster, SQLite, Spark local[*])."""
+    from .output import summary_document, summary_table
+    from .runner import run_local
+    from .spec import Overrides, load_spec
+
+    overrides = Overrides(sequences, seed, dict(params), executors, containerizer)
+    spec = load_spec(target, overrides)
+    if spec.executor.containerizer == "docker":
+        raise SpecError(
+            "/executor/containerizer: the docker containerizer is not available in this "
+            "version; use process"
+        )
+    store = _store(store_url)
+
+    def created(run: Any) -> None:
+        stream = sys.stderr if as_json else sys.stdout
+        stream.write(f"run {run.id}\n")
+        stream.flush()
+
+    work_dir = Path(".ancho")
+    record = run_local(spec, store, work_dir=work_dir, on_created=created, progress=sys.stderr)
+    doc = summary_document(record, store.get_summary(record.id))
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(summary_table(doc))
+        if record.reason:
+            click.echo(f"\n{record.state}: {record.reason}")
+    sys.exit(EXIT_OK if record.state == "FINISHED" else EXIT_RUN_FAILED)
+
+
+@cli.command("list")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def list_runs(store_url: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    runs = _store(store_url).list_runs()
+    if as_json:
+        for r in runs:
+            click.echo(json.dumps(r.to_dict()))
+        return
+    click.echo(f"{'RUN':12}  {'NAME':20}  {'STATE':11}  {'DONE':>21}  CREATED")
+    for r in runs:
+        done = f"{r.ok + r.failed:,}/{r.sequences:,}"
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+        click.echo(f"{r.id:12}  {r.name[:20]:20}  {r.state:11}  {done:>21}  {created}")
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@store_option
+def status(run_id: str, store_url: str | None) -> None:
+    """A run's state, counts, timestamps and seed (JSON)."""
+    click.echo(json.dumps(_store(store_url).get_run(run_id).to_dict(), indent=2))
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl")
+@click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), help="Output file.")
+def results(run_id: str, store_url: str | None, fmt: str, output: str | None) -> None:
+    """Every sequence's outputs, in sequence order."""
+    from .output import write_csv, write_jsonl
+
+    store = _store(store_url)
+    run = store.get_run(run_id)
+    rows = store.iter_results(run_id)
+    if fmt == "parquet":
+        if output is None:
+            raise AnchoError("--format parquet: needs -o FILE (Parquet is binary)")
+        from .parquet import write_results_parquet
+
+        write_results_parquet(rows, output)
+        return
+    stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == "csv":
+            write_csv(rows, list(run.outputs or []), stream)
+        else:
+            write_jsonl(rows, stream)
+    finally:
+        if output:
+            stream.close()
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table")
+def summary(run_id: str, store_url: str | None, fmt: str) -> None:
+    """A run's summary statistics."""
+    from .output import summary_document, summary_table
+
+    store = _store(store_url)
+    run = store.get_run(run_id)
+    doc = summary_document(run, store.get_summary(run_id))
+    click.echo(json.dumps(doc, indent=2) if fmt == "json" else summary_table(doc))
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@store_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+def logs(run_id: str, store_url: str | None, follow: bool) -> None:
+    """A run's log: scheduler and executor lines."""
+    store = _store(store_url)
+    store.get_run(run_id)
+    last = 0
+    while True:
+        for ev in store.iter_events(run_id, last):
+            stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
+            click.echo(f"{stamp} {ev.source} {ev.level}: {ev.message}")
+            last = ev.id
+        if not follow or store.get_run(run_id).done:
+            if follow:
+                for ev in store.iter_events(run_id, last):
+                    click.echo(f"{ev.source} {ev.level}: {ev.message}")
+            return
+        time.sleep(0.5)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@store_option
+def kill(run_id: str, store_url: str | None) -> None:
+    """Kill a run (its scheduler stops its batches within a second)."""
+    store = _store(store_url)
+    run = store.get_run(run_id)
+    if run.done:
+        click.echo(f"run {run_id} already ended {run.state}")
+        return
+    store.update_run(run_id, kill_requested=1)
+    click.echo(f"run {run_id}: kill requested")
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    sys.stderr.write(f"ancho: error: {message}\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every Ancho error becomes one paragraph and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="ancho", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", EXIT_RUN_FAILED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except AnchoError as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,36 @@
+"""Per-sequence results as stored and served (the "Stored results" contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+OutputValue = int | float | bool
+SequenceStatus = Literal["ok", "failed"]
+
+
+@dataclass(slots=True, frozen=True)
+class SequenceResult:
+    """One sequence's stored outcome.
+
+    ``outputs`` is empty for failed sequences; ``error`` holds ``type``, ``message`` and
+    ``traceback`` for them.
+    """
+
+    sequence: int
+    status: SequenceStatus
+    outputs: dict[str, OutputValue]
+    error: dict[str, str] | None = None
+    attempt: int = 1
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-lines shape of `ancho results --format jsonl`."""
+        out: dict[str, Any] = {
+            "sequence": self.sequence,
+            "status": self.status,
+            "outputs": self.outputs,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out

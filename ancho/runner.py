@@ -1,0 +1,103 @@
+"""``ancho run``: one run on this machine, through the embedded Mesos cluster.
+
+The code path is the cluster's: a pymesos scheduler subscribes to the embedded master,
+accepts offers and launches ``ancho-executor`` processes through the embedded agent;
+executors write to the store; Spark computes the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TextIO
+
+from .progress import ProgressBar
+from .spec import RunSpec
+from .store import RunRecord, Store
+
+log = logging.getLogger("ancho.run")
+
+
+def new_run(spec: RunSpec, owner: str = "local") -> RunRecord:
+    """A fresh QUEUED run record for a validated spec."""
+    return RunRecord(
+        id=uuid.uuid4().hex[:12],
+        name=spec.name,
+        spec=spec.to_dict(),
+        seed=spec.seed,
+        sequences=spec.sequences,
+        owner=owner,
+        created_at=time.time(),
+    )
+
+
+def executor_command() -> str:
+    """How the embedded agent starts an executor: this interpreter, so this install."""
+    return f"{shlex.quote(sys.executable)} -m executor"
+
+
+def run_local(
+    spec: RunSpec,
+    store: Store,
+    *,
+    work_dir: Path,
+    on_created: object = None,
+    progress: TextIO | None = None,
+) -> RunRecord:
+    """Run ``spec`` to a terminal state on the embedded cluster; return the stored run.
+
+    ``on_created(run)`` is called once the run is stored (the CLI prints its id then).
+    Ctrl-C kills the run and waits for it to end.
+    """
+    from ancho.embedded import EmbeddedCluster
+    from scheduler.framework import ExecutorLaunch
+    from scheduler.service import SchedulerService, config_from_env
+    from scheduler.summary_job import SummaryJob
+
+    work_dir = work_dir.resolve()
+    run = new_run(spec)
+    store.create_run(run)
+    if callable(on_created):
+        on_created(run)
+    job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
+    job.warm_up()
+    launch = ExecutorLaunch(
+        command=executor_command(),
+        environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},
+        store_url_for=lambda _run_id: store.url,
+    )
+    bar = ProgressBar(progress, run.sequences) if progress is not None else None
+    with EmbeddedCluster(work_dir / "mesos") as cluster:
+        master = cluster.start()
+        service = SchedulerService(store, master, launch, job, config_from_env(), 60.0)
+        service.start()
+        try:
+            service.submit(run)
+            _wait(store, run.id, service, bar)
+        finally:
+            service.stop(failover=False)
+    if bar is not None:
+        bar.close(store.get_run(run.id))
+    return store.get_run(run.id)
+
+
+def _wait(store: Store, run_id: str, service: object, bar: ProgressBar | None) -> None:
+    killed = False
+    while True:
+        try:
+            record = store.get_run(run_id)
+            if bar is not None:
+                bar.update(record)
+            if record.done:
+                return
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            if killed:
+                raise
+            killed = True
+            sys.stderr.write("\ninterrupted: killing the run (Ctrl-C again to abandon it)\n")
+            service.kill(run_id)  # type: ignore[attr-defined]

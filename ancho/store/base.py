@@ -1,0 +1,195 @@
+"""The store interface: runs, per-sequence results, summaries, events.
+
+Implementations: :class:`~ancho.store.sqlite.SQLiteStore` (one machine) and, next, a
+Cassandra store (cluster). Every write is an idempotent upsert keyed by run and
+sequence, so a retried batch never duplicates or loses a sequence.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..results import SequenceResult
+
+RunState = Literal["QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED", "FAILED", "KILLED"]
+TERMINAL_STATES: frozenset[str] = frozenset({"FINISHED", "FAILED", "KILLED"})
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A run as stored: its spec, state, counts and timestamps."""
+
+    id: str
+    name: str
+    spec: dict[str, Any]
+    seed: int
+    sequences: int
+    state: RunState = "QUEUED"
+    owner: str = "local"
+    outputs: list[str] | None = None
+    ok: int = 0
+    failed: int = 0
+    running: int = 0
+    reason: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    kill_requested: bool = False
+    next_index: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Whether the run reached a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``ancho status`` and ``GET /api/v1/runs/{id}``."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "owner": self.owner,
+            "seed": self.seed,
+            "counts": {
+                "total": self.sequences,
+                "ok": self.ok,
+                "failed": self.failed,
+                "running": self.running,
+            },
+            "outputs": self.outputs,
+            "reason": self.reason,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One log line of a run: from the scheduler, an executor or the model."""
+
+    id: int
+    run_id: str
+    ts: float
+    source: str
+    level: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape of a log line."""
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "source": self.source,
+            "level": self.level,
+            "message": self.message,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class BatchRecord:
+    """A batch in flight, persisted so a restarted scheduler can reconcile it."""
+
+    run_id: str
+    task_id: str
+    start: int
+    stop: int
+    attempt: int
+    executor_id: str
+    agent_id: str = ""
+
+
+@dataclass(slots=True)
+class Counts:
+    """Stored sequences of a run by status."""
+
+    ok: int = 0
+    failed: int = 0
+    by_attempt: dict[int, int] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    """What every result store does. Implementations are safe to share between threads."""
+
+    url: str
+
+    # runs ---------------------------------------------------------------
+    @abc.abstractmethod
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run, or :class:`~ancho.errors.NotFound`."""
+
+    @abc.abstractmethod
+    def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        """Runs, newest first (only ``owner``'s when given)."""
+
+    @abc.abstractmethod
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set some fields of a run (state, counts, reason, timestamps, ...)."""
+
+    @abc.abstractmethod
+    def register_outputs(self, run_id: str, names: Sequence[str]) -> list[str]:
+        """Record the run's output names if none are yet; return the recorded ones."""
+
+    # results ------------------------------------------------------------
+    @abc.abstractmethod
+    def write_results(self, run_id: str, results: Sequence[SequenceResult]) -> None:
+        """Upsert results keyed by (run, sequence): a rewrite replaces, never duplicates."""
+
+    @abc.abstractmethod
+    def iter_results(
+        self, run_id: str, start: int = 0, stop: int | None = None
+    ) -> Iterator[SequenceResult]:
+        """Stored results in sequence order, read in pages."""
+
+    @abc.abstractmethod
+    def count_results(self, run_id: str) -> Counts:
+        """How many sequences of the run are stored, by status."""
+
+    # summaries ----------------------------------------------------------
+    @abc.abstractmethod
+    def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        """Store the run's summary JSON."""
+
+    @abc.abstractmethod
+    def get_summary(self, run_id: str) -> dict[str, Any] | None:
+        """The run's summary, or None before it is computed."""
+
+    # events -------------------------------------------------------------
+    @abc.abstractmethod
+    def append_events(self, run_id: str, events: Iterable[tuple[str, str, str]]) -> None:
+        """Append ``(source, level, message)`` log lines to a run."""
+
+    @abc.abstractmethod
+    def iter_events(self, run_id: str, after: int = 0) -> list[Event]:
+        """A run's log lines with id greater than ``after``, in order."""
+
+    # batches in flight and framework metadata ----------------------------
+    @abc.abstractmethod
+    def put_batch(self, batch: BatchRecord) -> None:
+        """Remember a launched batch."""
+
+    @abc.abstractmethod
+    def delete_batch(self, run_id: str, task_id: str) -> None:
+        """Forget a batch that reached a terminal state."""
+
+    @abc.abstractmethod
+    def list_batches(self, run_id: str) -> list[BatchRecord]:
+        """The run's batches in flight."""
+
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A framework-wide value such as the framework ID."""
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with None, delete) a framework-wide value."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,365 @@
+"""SQLite store: the default on one machine (``./.ancho/ancho.db`` or ``ANCHO_STORE``).
+
+WAL mode lets executors (separate processes) write while the scheduler and CLI read.
+Each thread gets its own connection; writers wait on the database lock through
+``busy_timeout`` rather than failing. Outputs are stored as one JSON text per
+sequence: Python's ``repr`` of floats round-trips exactly, so stored outputs are
+bitwise what the model returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import NotFound, StoreError
+from ..results import SequenceResult
+from .base import BatchRecord, Counts, Event, RunRecord, Store
+
+SCHEMA_VERSION = 1
+_PAGE = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, state TEXT NOT NULL,
+    spec TEXT NOT NULL, seed INTEGER NOT NULL, sequences INTEGER NOT NULL,
+    outputs TEXT, ok INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    running INTEGER NOT NULL DEFAULT 0, reason TEXT, created_at REAL NOT NULL,
+    started_at REAL, finished_at REAL, kill_requested INTEGER NOT NULL DEFAULT 0,
+    next_index INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL, sequence INTEGER NOT NULL, status TEXT NOT NULL,
+    outputs TEXT NOT NULL, error TEXT, attempt INTEGER NOT NULL, duration_s REAL NOT NULL,
+    PRIMARY KEY (run_id, sequence)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS summaries (run_id TEXT PRIMARY KEY, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,
+    source TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, id);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL, task_id TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, executor_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+"""
+
+_RUN_FIELDS = {
+    "name",
+    "owner",
+    "state",
+    "outputs",
+    "ok",
+    "failed",
+    "running",
+    "reason",
+    "started_at",
+    "finished_at",
+    "kill_requested",
+    "next_index",
+}
+
+
+def _dumps(value: Any) -> str:
+    # allow_nan: models may return non-finite floats; Python's JSON writes NaN/Infinity
+    # and reads them back as the same float values.
+    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._local = threading.local()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            self._check_version(conn)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.url}: cannot open the store ({exc})") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the lock up front (no upgrade deadlock)."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.url}: cannot write ({exc})") from None
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.url}: write failed ({exc})") from None
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.url}: store schema version {row[0]} is newer than this Ancho "
+                f"understands ({SCHEMA_VERSION}); upgrade Ancho"
+            )
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # runs -----------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run."""
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO runs (id, name, owner, state, spec, seed, sequences, outputs,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run.id,
+                    run.name,
+                    run.owner,
+                    run.state,
+                    _dumps(run.spec),
+                    run.seed,
+                    run.sequences,
+                    None if run.outputs is None else _dumps(run.outputs),
+                    run.created_at or time.time(),
+                ),
+            )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run, or NotFound."""
+        row = self._conn().execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in {self.url}")
+        return self._run(row)
+
+    def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        if owner is None:
+            rows = self._conn().execute("SELECT * FROM runs ORDER BY created_at DESC").fetchall()
+        else:
+            rows = (
+                self._conn()
+                .execute("SELECT * FROM runs WHERE owner=? ORDER BY created_at DESC", (owner,))
+                .fetchall()
+            )
+        return [self._run(r) for r in rows]
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set some fields of a run."""
+        unknown = set(fields) - _RUN_FIELDS
+        if unknown:
+            raise ValueError(f"not run fields: {sorted(unknown)}")
+        if "outputs" in fields and fields["outputs"] is not None:
+            fields["outputs"] = _dumps(fields["outputs"])
+        cols = ", ".join(f"{k}=?" for k in fields)
+        with self._write() as c:
+            c.execute(f"UPDATE runs SET {cols} WHERE id=?", (*fields.values(), run_id))
+
+    def register_outputs(self, run_id: str, names: Sequence[str]) -> list[str]:
+        """First writer wins: later executors must produce the same names."""
+        conn = self._conn()
+        with self._write() as c:
+            c.execute(
+                "UPDATE runs SET outputs=? WHERE id=? AND outputs IS NULL",
+                (_dumps(list(names)), run_id),
+            )
+        row = conn.execute("SELECT outputs FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in {self.url}")
+        recorded: list[str] = json.loads(row[0])
+        return recorded
+
+    @staticmethod
+    def _run(row: tuple[Any, ...]) -> RunRecord:
+        (rid, name, owner, state, spec, seed, sequences, outputs, ok, failed, running,
+         reason, created, started, finished, kill, next_index) = row  # fmt: skip
+        return RunRecord(
+            id=rid,
+            name=name,
+            owner=owner,
+            state=state,
+            spec=json.loads(spec),
+            seed=seed,
+            sequences=sequences,
+            outputs=None if outputs is None else json.loads(outputs),
+            ok=ok,
+            failed=failed,
+            running=running,
+            reason=reason,
+            created_at=created,
+            started_at=started,
+            finished_at=finished,
+            kill_requested=bool(kill),
+            next_index=next_index,
+        )
+
+    # results --------------------------------------------------------------
+    def write_results(self, run_id: str, results: Sequence[SequenceResult]) -> None:
+        """Upsert a chunk of results in one transaction."""
+        rows = [
+            (
+                run_id,
+                r.sequence,
+                r.status,
+                _dumps(r.outputs),
+                None if r.error is None else _dumps(r.error),
+                r.attempt,
+                r.duration_s,
+            )
+            for r in results
+        ]
+        with self._write() as c:
+            c.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)", rows)
+
+    def iter_results(
+        self, run_id: str, start: int = 0, stop: int | None = None
+    ) -> Iterator[SequenceResult]:
+        """Results in sequence order, a page at a time (keyset pagination)."""
+        upper = stop if stop is not None else 2**63 - 1
+        cursor = start
+        conn = self._conn()
+        while True:
+            rows = conn.execute(
+                "SELECT sequence, status, outputs, error, attempt, duration_s FROM results"
+                " WHERE run_id=? AND sequence>=? AND sequence<? ORDER BY sequence LIMIT ?",
+                (run_id, cursor, upper, _PAGE),
+            ).fetchall()
+            for seq, status, outputs, error, attempt, duration in rows:
+                yield SequenceResult(
+                    sequence=seq,
+                    status=status,
+                    outputs=json.loads(outputs),
+                    error=None if error is None else json.loads(error),
+                    attempt=attempt,
+                    duration_s=duration,
+                )
+            if len(rows) < _PAGE:
+                return
+            cursor = rows[-1][0] + 1
+
+    def count_results(self, run_id: str) -> Counts:
+        """Stored sequences by status and by attempt."""
+        counts = Counts()
+        rows = self._conn().execute(
+            "SELECT status, attempt, count(*) FROM results WHERE run_id=? GROUP BY status, attempt",
+            (run_id,),
+        )
+        for status, attempt, n in rows:
+            if status == "ok":
+                counts.ok += n
+            else:
+                counts.failed += n
+            counts.by_attempt[attempt] = counts.by_attempt.get(attempt, 0) + n
+        return counts
+
+    # summaries ------------------------------------------------------------
+    def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        """Store the summary (strict JSON: non-finite values are already null)."""
+        text = json.dumps(summary, allow_nan=False)
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?)", (run_id, text))
+
+    def get_summary(self, run_id: str) -> dict[str, Any] | None:
+        """The stored summary, if any."""
+        row = (
+            self._conn()
+            .execute("SELECT summary FROM summaries WHERE run_id=?", (run_id,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        summary: dict[str, Any] = json.loads(row[0])
+        return summary
+
+    # events ---------------------------------------------------------------
+    def append_events(self, run_id: str, events: Iterable[tuple[str, str, str]]) -> None:
+        """Append log lines."""
+        now = time.time()
+        rows = [(run_id, now, src, level, msg) for src, level, msg in events]
+        if rows:
+            with self._write() as c:
+                c.executemany(
+                    "INSERT INTO events (run_id, ts, source, level, message) VALUES (?,?,?,?,?)",
+                    rows,
+                )
+
+    def iter_events(self, run_id: str, after: int = 0) -> list[Event]:
+        """Log lines after id ``after``."""
+        rows = self._conn().execute(
+            "SELECT id, run_id, ts, source, level, message FROM events"
+            " WHERE run_id=? AND id>? ORDER BY id",
+            (run_id, after),
+        )
+        return [Event(*row) for row in rows]
+
+    # batches and meta -----------------------------------------------------
+    def put_batch(self, batch: BatchRecord) -> None:
+        """Remember a launched batch."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?,?,?)",
+                (
+                    batch.run_id,
+                    batch.task_id,
+                    batch.start,
+                    batch.stop,
+                    batch.attempt,
+                    batch.executor_id,
+                    batch.agent_id,
+                ),
+            )
+
+    def delete_batch(self, run_id: str, task_id: str) -> None:
+        """Forget a finished batch."""
+        with self._write() as c:
+            c.execute("DELETE FROM batches WHERE run_id=? AND task_id=?", (run_id, task_id))
+
+    def list_batches(self, run_id: str) -> list[BatchRecord]:
+        """Batches in flight."""
+        rows = self._conn().execute("SELECT * FROM batches WHERE run_id=?", (run_id,))
+        return [BatchRecord(*row) for row in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        """A framework-wide value."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set or delete a framework-wide value."""
+        with self._write() as c:
+            if value is None:
+                c.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

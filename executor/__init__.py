@@ -1,0 +1,1 @@
+"""The Ancho Mesos executor: load the model, run batches, store results, report."""

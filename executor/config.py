@@ -1,0 +1,49 @@
+"""Executor configuration, built once from the environment and logged at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name)
+    value = float(raw) if raw else default
+    return min(max(value, low), high)
+
+
+@dataclass(slots=True, frozen=True)
+class ExecutorConfig:
+    """What an executor needs besides what Mesos tells it."""
+
+    run_id: str
+    store_url: str
+    cache_dir: Path
+    flush_rows: int = 5000
+    flush_s: float = 0.5
+    progress_s: float = 1.0
+    idle_timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> ExecutorConfig:
+        """Read ``ANCHO_*`` variables (set by the scheduler in the ExecutorInfo)."""
+        env = os.environ
+        cache = env.get("ANCHO_CACHE_DIR") or str(Path.home() / ".cache" / "ancho")
+        return cls(
+            run_id=env["ANCHO_RUN_ID"],
+            store_url=env["ANCHO_STORE"],
+            cache_dir=Path(cache),
+            flush_rows=int(_float("ANCHO_FLUSH_ROWS", 5000, 1, 1_000_000)),
+            flush_s=_float("ANCHO_FLUSH_S", 0.5, 0.01, 60),
+            progress_s=_float("ANCHO_PROGRESS_S", 1.0, 0.05, 60),
+            idle_timeout_s=_float("ANCHO_IDLE_TIMEOUT_S", 60.0, 1, 86400),
+        )
+
+    def describe(self) -> str:
+        """One line for the log (no credentials)."""
+        store = self.store_url.split("@")[-1]
+        return (
+            f"run={self.run_id} store={store} cache={self.cache_dir} flush_rows={self.flush_rows}"
+            f" flush_s={self.flush_s} progress_s={self.progress_s} idle={self.idle_timeout_s}"
+        )

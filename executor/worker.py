@@ -1,0 +1,189 @@
+"""The batch worker: one thread that runs this executor's batches one after another.
+
+Mesos callbacks only queue work here, so they never block. The model is loaded once
+per process (its ``setup`` called once), on the first batch. Results are written to
+the store in chunks (idempotent upserts), and progress is reported only for what is
+stored, so a batch re-launched elsewhere restarts exactly where storage stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ancho.errors import AnchoError, ModelError
+from ancho.model import LoadedModel, OutputNames, materialize, run_sequences
+from ancho.results import SequenceResult
+from ancho.store import Store, open_store
+
+from .config import ExecutorConfig
+from .status import StatusReporter
+
+log = logging.getLogger("ancho.executor")
+
+_STORE_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(slots=True, frozen=True)
+class BatchTask:
+    """A batch as the scheduler sent it in TaskInfo.data."""
+
+    task_id: str
+    start: int
+    stop: int
+    attempt: int
+
+
+class BatchWorker:
+    """Runs batches from a queue; reports through a :class:`StatusReporter`."""
+
+    def __init__(self, config: ExecutorConfig, reporter: StatusReporter) -> None:
+        self.config = config
+        self.reporter = reporter
+        self._queue: queue.Queue[BatchTask | None] = queue.Queue()
+        self._cancelled: set[str] = set()
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._store: Store | None = None
+        self._model: LoadedModel | None = None
+        self._seed = 0
+        self._names: OutputNames | None = None
+        self._thread = threading.Thread(target=self._loop, name="ancho-batches", daemon=True)
+        self.on_idle_exit: Any = None
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    def submit(self, task: BatchTask) -> None:
+        """Queue a batch (called from the launchTask callback)."""
+        with self._lock:
+            self._held.add(task.task_id)
+        self._queue.put(task)
+
+    def cancel(self, task_id: str) -> None:
+        """Kill a batch: a queued one is dropped, a running one stops after its sequence."""
+        with self._lock:
+            self._cancelled.add(task_id)
+
+    def idle(self) -> bool:
+        """Whether no batch is queued or running."""
+        with self._lock:
+            return not self._held
+
+    def stop(self) -> None:
+        """Stop after the current sequence; queued batches are reported killed."""
+        self._stopping.set()
+        self._queue.put(None)
+
+    # --- the loop ------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                task = self._queue.get(timeout=self.config.idle_timeout_s)
+            except queue.Empty:
+                if self.idle() and self.on_idle_exit is not None:
+                    log.info("idle for %.0f s: exiting", self.config.idle_timeout_s)
+                    self.on_idle_exit()
+                    return
+                continue
+            if task is None:
+                break
+            try:
+                self._run(task)
+            except Exception as exc:  # never leave a task without a terminal update
+                log.exception("batch %s failed", task.task_id)
+                self.reporter.send(task.task_id, "TASK_FAILED", message=_describe(exc))
+            finally:
+                with self._lock:
+                    self._held.discard(task.task_id)
+                    self._cancelled.discard(task.task_id)
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                task = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if task is not None:
+                self.reporter.send(task.task_id, "TASK_KILLED", message="executor shutting down")
+
+    def _load(self) -> tuple[Store, LoadedModel]:
+        if self._store is None:
+            self._store = open_store(self.config.store_url)
+        if self._model is None:
+            store = self._store
+            run = store.get_run(self.config.run_id)
+            model = run.spec["model"]
+            model_dir = materialize(model["source"], self.config.cache_dir / "models")
+            self._seed = run.seed
+            self._model = LoadedModel.load(
+                model_dir, model["entrypoint"], run.spec.get("parameters", {}), model.get("setup")
+            )
+            run_id = self.config.run_id
+            self._names = OutputNames(
+                run.outputs, lambda names: store.register_outputs(run_id, names)
+            )
+        return self._store, self._model
+
+    def _run(self, task: BatchTask) -> None:
+        tid = task.task_id
+        if tid in self._cancelled:
+            self.reporter.send(tid, "TASK_KILLED", message="killed before it started")
+            return
+        progress: dict[str, Any] = {"next": task.start, "ok": 0, "failed": 0}
+        self.reporter.send(tid, "TASK_RUNNING", progress)
+        try:
+            store, model = self._load()
+        except ModelError as exc:
+            # The same model fails the same way everywhere: tell the scheduler not to retry.
+            data = {**progress, "fatal": True, "error": exc.format_message()}
+            self.reporter.send(tid, "TASK_FAILED", data, message=exc.format_message())
+            return
+        t0 = time.perf_counter()
+        flush_rows, flush_s = self.config.flush_rows, self.config.flush_s
+        buf: list[SequenceResult] = []
+        last_flush = time.monotonic()
+        results = run_sequences(model, self._seed, task.start, task.stop, task.attempt, self._names)
+        for n, result in enumerate(results, 1):
+            buf.append(result)
+            if len(buf) >= flush_rows or (n % 64 == 0 and time.monotonic() - last_flush >= flush_s):
+                self._flush(store, buf, progress)
+                buf = []
+                last_flush = time.monotonic()
+                self.reporter.progress(tid, dict(progress))
+                if tid in self._cancelled or self._stopping.is_set():
+                    self.reporter.send(tid, "TASK_KILLED", dict(progress), message="killed")
+                    return
+        self._flush(store, buf, progress)
+        progress["elapsed"] = time.perf_counter() - t0
+        self.reporter.send(tid, "TASK_FINISHED", progress)
+
+    def _flush(self, store: Store, buf: list[SequenceResult], progress: dict[str, Any]) -> None:
+        if not buf:
+            return
+        for delay in (*_STORE_RETRIES, None):
+            try:
+                store.write_results(self.config.run_id, buf)
+                break
+            except AnchoError:
+                if delay is None:
+                    raise
+                log.warning("store write failed; retrying in %.1f s", delay, exc_info=True)
+                time.sleep(delay)
+        ok = sum(1 for r in buf if r.status == "ok")
+        progress["ok"] += ok
+        progress["failed"] += len(buf) - ok
+        progress["next"] = buf[-1].sequence + 1
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, AnchoError):
+        return exc.format_message()
+    return f"{type(exc).__name__}: {exc}"

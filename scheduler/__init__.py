@@ -1,0 +1,1 @@
+"""The Ancho Mesos framework: run state machine, offer matching, pymesos glue."""

@@ -1,0 +1,284 @@
+"""Events into the scheduler state machine and commands out of it.
+
+Small frozen dataclasses: the pymesos edge turns callbacks into events, the state
+machine answers with commands, and the edge carries them out (HTTP calls to the
+master, store writes, the summary job). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- events ----------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class RunInfo:
+    """What the scheduler needs of a run (from its stored spec)."""
+
+    run_id: str
+    sequences: int
+    cpus: float = 1.0
+    mem_mb: int = 512
+    max_executors: int | None = None
+    max_attempts: int = 3
+    timeout_s: float | None = None
+    containerizer: str = "process"
+    image: str = "ancho/executor:latest"
+    network: str = "none"
+
+
+@dataclass(slots=True, frozen=True)
+class Range:
+    """Sequences ``start..stop-1`` at their ``attempt``-th try (1-based)."""
+
+    start: int
+    stop: int
+    attempt: int = 1
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(slots=True, frozen=True)
+class Submit:
+    """A run to schedule; ``next_index``/``pending`` resume a run after a restart."""
+
+    run: RunInfo
+    now: float
+    next_index: int = 0
+    pending: tuple[Range, ...] = ()
+    in_flight: tuple[tuple[str, str, Range], ...] = ()  # (task_id, executor_id, range)
+    ok: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class Offer:
+    """The part of a Mesos offer the scheduler looks at."""
+
+    offer_id: str
+    agent_id: str
+    hostname: str
+    cpus: float
+    mem_mb: float
+
+
+@dataclass(slots=True, frozen=True)
+class Offers:
+    """Resource offers from the master."""
+
+    offers: tuple[Offer, ...]
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class TaskStatus:
+    """A task status update. ``data`` is the executor's progress report, if any."""
+
+    task_id: str
+    state: str
+    now: float
+    reason: str = ""
+    message: str = ""
+    data: dict[str, Any] | None = None
+    executor_id: str = ""
+    agent_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ExecutorLost:
+    """An executor terminated (Mesos FAILURE event with an executor id)."""
+
+    executor_id: str
+    agent_id: str
+    status: int | None
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class AgentLost:
+    """An agent is gone, with every executor on it."""
+
+    agent_id: str
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class KillRun:
+    """A person asked to kill the run."""
+
+    run_id: str
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class Subscribed:
+    """The framework (re)subscribed: reconcile what we believe is in flight."""
+
+    now: float
+    reregistered: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Tick:
+    """Time passes: timeouts, throttled count updates."""
+
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class SummaryDone:
+    """The summary job ended (``error`` set when it could not run)."""
+
+    run_id: str
+    ok: int
+    failed: int
+    now: float
+    error: str | None = None
+
+
+Event = (
+    Submit
+    | Offers
+    | TaskStatus
+    | ExecutorLost
+    | AgentLost
+    | KillRun
+    | Subscribed
+    | Tick
+    | SummaryDone
+)
+
+# --- commands --------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class TaskLaunch:
+    """One batch task on one executor (new or already running)."""
+
+    task_id: str
+    run_id: str
+    executor_id: str
+    range: Range
+    new_executor: bool
+    run: RunInfo
+
+
+@dataclass(slots=True, frozen=True)
+class Launch:
+    """Accept an offer with LAUNCH operations."""
+
+    offer_id: str
+    agent_id: str
+    tasks: tuple[TaskLaunch, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Decline:
+    """Decline offers, not to be re-offered for ``refuse_s`` seconds."""
+
+    offer_ids: tuple[str, ...]
+    refuse_s: float
+
+
+@dataclass(slots=True, frozen=True)
+class Revive:
+    """Ask for offers again."""
+
+
+@dataclass(slots=True, frozen=True)
+class Suppress:
+    """No work: stop sending offers."""
+
+
+@dataclass(slots=True, frozen=True)
+class KillTask:
+    """Kill a task."""
+
+    task_id: str
+    agent_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class StopExecutor:
+    """Ask an idle executor to exit (framework message; it also exits when idle)."""
+
+    executor_id: str
+    agent_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class Reconcile:
+    """Explicit reconciliation of these tasks (empty: implicit, all tasks)."""
+
+    task_ids: tuple[str, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class UpdateRun:
+    """Persist some fields of a run."""
+
+    run_id: str
+    fields: dict[str, Any] = field(hash=False)
+
+
+@dataclass(slots=True, frozen=True)
+class SaveBatch:
+    """Persist a batch that is in flight (task_id set) or waiting to be retried."""
+
+    run_id: str
+    key: str
+    range: Range
+    executor_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ForgetBatch:
+    """Drop a persisted batch."""
+
+    run_id: str
+    key: str
+
+
+@dataclass(slots=True, frozen=True)
+class WriteFailed:
+    """Store sequences that never ran to completion as failed (attempts exhausted)."""
+
+    run_id: str
+    range: Range
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class StartSummary:
+    """All sequences are in: compute the summary."""
+
+    run_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class Log:
+    """A scheduler line in the run's log."""
+
+    run_id: str
+    level: str
+    message: str
+
+
+Command = (
+    Launch
+    | Decline
+    | Revive
+    | Suppress
+    | KillTask
+    | StopExecutor
+    | Reconcile
+    | UpdateRun
+    | SaveBatch
+    | ForgetBatch
+    | WriteFailed
+    | StartSummary
+    | Log
+)

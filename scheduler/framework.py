@@ -1,0 +1,290 @@
+"""The pymesos edge of the scheduler: callbacks become events, commands become calls.
+
+Every decision lives in :class:`~scheduler.state.SchedulerState`; this class only
+translates Mesos JSON to events, and carries out the commands that come back: calls
+to the master through the pymesos driver, writes to the store, and the summary job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymesos import Scheduler, decode_data, encode_data
+
+from ancho.results import SequenceResult
+from ancho.store import BatchRecord, Store
+
+from .events import (
+    AgentLost,
+    Command,
+    Decline,
+    Event,
+    ExecutorLost,
+    ForgetBatch,
+    KillTask,
+    Launch,
+    Log,
+    Offer,
+    Offers,
+    Range,
+    Reconcile,
+    Revive,
+    RunInfo,
+    SaveBatch,
+    StartSummary,
+    StopExecutor,
+    Subscribed,
+    SummaryDone,
+    Suppress,
+    TaskLaunch,
+    TaskStatus,
+    UpdateRun,
+    WriteFailed,
+)
+from .state import PREFETCH, TASK_CPUS, TASK_MEM_MB, SchedulerState
+
+log = logging.getLogger("ancho.scheduler")
+
+#: Framework message that asks an idle executor to exit (see executor.mesos).
+STOP_MESSAGE = b"stop"
+
+
+@dataclass(slots=True, frozen=True)
+class SummaryOutcome:
+    """What the summary job reports back: final counts, or why it failed."""
+
+    ok: int
+    failed: int
+    error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ExecutorLaunch:
+    """How executors are started: the command and the environment they get."""
+
+    command: str
+    environment: dict[str, str]
+    store_url_for: Callable[[str], str]
+
+
+def _scalar(name: str, value: float) -> dict[str, Any]:
+    return {"name": name, "type": "SCALAR", "scalar": {"value": round(value, 6)}, "role": "*"}
+
+
+def _resources(resources: list[dict[str, Any]]) -> tuple[float, float]:
+    cpus = mem = 0.0
+    for r in resources:
+        if r.get("type", "SCALAR") == "SCALAR" and r.get("role", "*") in ("*", None):
+            if r.get("name") == "cpus":
+                cpus += float(r["scalar"]["value"])
+            elif r.get("name") == "mem":
+                mem += float(r["scalar"]["value"])
+    return cpus, mem
+
+
+class AnchoFramework(Scheduler):  # type: ignore[misc]
+    """A pymesos Scheduler around the pure state machine."""
+
+    def __init__(
+        self,
+        store: Store,
+        state: SchedulerState,
+        launch: ExecutorLaunch,
+        summarize: Callable[[str], SummaryOutcome],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.launch = launch
+        self.summarize = summarize
+        self.clock = clock
+        self.driver: Any = None
+        self.framework_id: str | None = None
+        self.connected = threading.Event()
+        self._lock = threading.RLock()
+
+    # --- the one way in -------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        """Feed an event to the state machine and carry out its commands, in order."""
+        with self._lock:
+            commands = self.state.handle(event)
+            for command in commands:
+                try:
+                    self._execute(command)
+                except Exception:
+                    log.exception("command %s failed", type(command).__name__)
+
+    # --- pymesos callbacks ------------------------------------------------------------
+    def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:
+        """First subscription: remember our FrameworkID for a restarted scheduler."""
+        self.driver = driver
+        self.framework_id = framework_id["value"]
+        self.store.set_meta("framework_id", self.framework_id)
+        log.info("registered as framework %s", self.framework_id)
+        self.connected.set()
+        self.handle(Subscribed(self.clock()))
+
+    def reregistered(self, driver: Any, master_info: Any) -> None:
+        """Re-subscription within the failover timeout: reconcile what is in flight."""
+        self.driver = driver
+        log.info("re-registered with master")
+        self.connected.set()
+        self.handle(Subscribed(self.clock(), reregistered=True))
+
+    def disconnected(self, driver: Any) -> None:
+        """The stream dropped; pymesos reconnects by itself."""
+        self.connected.clear()
+        log.warning("disconnected from master")
+
+    def resourceOffers(self, driver: Any, offers: list[dict[str, Any]]) -> None:
+        """Offers become one event."""
+        parsed = []
+        for o in offers:
+            cpus, mem = _resources(o.get("resources", []))
+            parsed.append(
+                Offer(o["id"]["value"], o["agent_id"]["value"], o.get("hostname", ""), cpus, mem)
+            )
+        self.handle(Offers(tuple(parsed), self.clock()))
+
+    def statusUpdate(self, driver: Any, status: dict[str, Any]) -> None:
+        """A task's state, with the executor's progress report as data."""
+        data = None
+        if status.get("data"):
+            try:
+                data = json.loads(decode_data(status["data"]))
+            except ValueError:
+                data = None
+        self.handle(
+            TaskStatus(
+                task_id=status["task_id"]["value"],
+                state=status["state"],
+                now=self.clock(),
+                reason=status.get("reason", ""),
+                message=status.get("message", ""),
+                data=data if isinstance(data, dict) else None,
+                executor_id=status.get("executor_id", {}).get("value", ""),
+                agent_id=status.get("agent_id", {}).get("value", ""),
+            )
+        )
+
+    def executorLost(self, driver: Any, executor_id: Any, agent_id: Any, status: Any) -> None:
+        """An executor terminated."""
+        code = status if isinstance(status, int) else None
+        self.handle(ExecutorLost(executor_id["value"], agent_id["value"], code, self.clock()))
+
+    def slaveLost(self, driver: Any, agent_id: Any) -> None:
+        """An agent is gone."""
+        self.handle(AgentLost(agent_id["value"], self.clock()))
+
+    def error(self, driver: Any, message: str) -> None:
+        """The master refused us (e.g. framework removed)."""
+        log.error("master error: %s", message)
+
+    # --- commands --------------------------------------------------------------------
+    def _execute(self, cmd: Command) -> None:
+        match cmd:
+            case Launch():
+                tasks = [self._task_info(cmd.agent_id, t) for t in cmd.tasks]
+                self.driver.launchTasks({"value": cmd.offer_id}, tasks, {"refuse_seconds": 1.0})
+            case Decline():
+                offers = [{"value": o} for o in cmd.offer_ids]
+                self.driver.declineOffer(offers, {"refuse_seconds": cmd.refuse_s})
+            case Revive():
+                self.driver.reviveOffers()
+            case Suppress():
+                self.driver.suppressOffers()
+            case KillTask():
+                self.driver.killTask({"value": cmd.task_id})
+            case StopExecutor():
+                if cmd.agent_id:
+                    self.driver.sendFrameworkMessage(
+                        {"value": cmd.executor_id},
+                        {"value": cmd.agent_id},
+                        encode_data(STOP_MESSAGE),
+                    )
+            case Reconcile():
+                self.driver.reconcileTasks([{"task_id": {"value": t}} for t in cmd.task_ids])
+            case UpdateRun():
+                self.store.update_run(cmd.run_id, **cmd.fields)
+            case SaveBatch():
+                r = cmd.range
+                self.store.put_batch(
+                    BatchRecord(cmd.run_id, cmd.key, r.start, r.stop, r.attempt, cmd.executor_id)
+                )
+            case ForgetBatch():
+                self.store.delete_batch(cmd.run_id, cmd.key)
+            case WriteFailed():
+                self._write_failed(cmd.run_id, cmd.range, cmd.reason)
+            case StartSummary():
+                threading.Thread(
+                    target=self._summary, args=(cmd.run_id,), name="ancho-summary", daemon=True
+                ).start()
+            case Log():
+                level = logging.getLevelName(cmd.level.upper())
+                log.log(level if isinstance(level, int) else logging.INFO, "run %s: %s",
+                        cmd.run_id, cmd.message)  # fmt: skip
+                self.store.append_events(cmd.run_id, [("scheduler", cmd.level, cmd.message)])
+
+    def _task_info(self, agent_id: str, t: TaskLaunch) -> dict[str, Any]:
+        r = t.range
+        data = {"run": t.run_id, "start": r.start, "stop": r.stop, "attempt": r.attempt}
+        return {
+            "task_id": {"value": t.task_id},
+            "agent_id": {"value": agent_id},
+            "name": f"ancho {t.run_id} [{r.start}, {r.stop}) attempt {r.attempt}",
+            "executor": self.executor_info(t.run, t.executor_id),
+            "resources": [_scalar("cpus", TASK_CPUS), _scalar("mem", TASK_MEM_MB)],
+            "data": encode_data(json.dumps(data).encode()),
+        }
+
+    def executor_info(self, run: RunInfo, executor_id: str) -> dict[str, Any]:
+        """The ExecutorInfo of one executor of a run (identical for each of its tasks)."""
+        env = {
+            **self.launch.environment,
+            "ANCHO_RUN_ID": run.run_id,
+            "ANCHO_STORE": self.launch.store_url_for(run.run_id),
+        }
+        info: dict[str, Any] = {
+            "executor_id": {"value": executor_id},
+            "name": f"ancho executor for run {run.run_id}",
+            "source": run.run_id,
+            "command": {
+                "value": self.launch.command,
+                "shell": True,
+                "environment": {
+                    "variables": [{"name": k, "value": v} for k, v in sorted(env.items())]
+                },
+            },
+            "resources": [
+                _scalar("cpus", run.cpus - PREFETCH * TASK_CPUS),
+                _scalar("mem", run.mem_mb - PREFETCH * TASK_MEM_MB),
+            ],
+        }
+        if self.framework_id:
+            info["framework_id"] = {"value": self.framework_id}
+        return info
+
+    def _write_failed(self, run_id: str, rng: Range, reason: str) -> None:
+        error = {"type": "BatchFailed", "message": reason, "traceback": ""}
+        step = 10_000
+        for lo in range(rng.start, rng.stop, step):
+            rows = [
+                SequenceResult(i, "failed", {}, error, rng.attempt, 0.0)
+                for i in range(lo, min(lo + step, rng.stop))
+            ]
+            self.store.write_results(run_id, rows)
+
+    def _summary(self, run_id: str) -> None:
+        try:
+            outcome = self.summarize(run_id)
+        except Exception as exc:
+            log.exception("summary of run %s failed", run_id)
+            counts = self.store.count_results(run_id)
+            outcome = SummaryOutcome(counts.ok, counts.failed, f"{type(exc).__name__}: {exc}")
+        self.handle(SummaryDone(run_id, outcome.ok, outcome.failed, self.clock(), outcome.error))

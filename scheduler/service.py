@@ -1,0 +1,144 @@
+"""The scheduler service: one pymesos driver, the framework, and a ticker thread.
+
+Used by ``ancho run`` (with the embedded cluster) and ``ancho server`` (with a real
+master): the same code drives both.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from ancho.store import RunRecord, Store
+
+from .events import KillRun, Range, RunInfo, Submit, Tick
+from .framework import AnchoFramework, ExecutorLaunch, SummaryOutcome
+from .state import SchedulerConfig, SchedulerState
+
+log = logging.getLogger("ancho.scheduler")
+
+TICK_S = 0.5
+
+
+def run_info(run: RunRecord) -> RunInfo:
+    """What the state machine needs of a stored run."""
+    spec = run.spec
+    res = spec.get("resources", {})
+    ex = spec.get("executor", {})
+    return RunInfo(
+        run_id=run.id,
+        sequences=run.sequences,
+        cpus=float(res.get("cpus", 1.0)),
+        mem_mb=int(res.get("mem_mb", 512)),
+        max_executors=res.get("max_executors"),
+        max_attempts=int(spec.get("max_attempts", 3)),
+        timeout_s=spec.get("timeout_s"),
+        containerizer=ex.get("containerizer", "process"),
+        image=ex.get("image", "ancho/executor:latest"),
+        network=ex.get("network", "none"),
+    )
+
+
+def config_from_env() -> SchedulerConfig:
+    """Batch sizing knobs: ``ANCHO_BATCH_SIZE`` (fixed) and ``ANCHO_BATCH_TARGET_S``."""
+    fixed = os.environ.get("ANCHO_BATCH_SIZE")
+    target = os.environ.get("ANCHO_BATCH_TARGET_S")
+    return SchedulerConfig(
+        fixed_batch=int(fixed) if fixed else None,
+        batch_target_s=float(target) if target else 2.0,
+    )
+
+
+class SchedulerService:
+    """Owns the driver and the framework; submit and kill runs; stop with failover."""
+
+    def __init__(
+        self,
+        store: Store,
+        master: str,
+        launch: ExecutorLaunch,
+        summarize: Any,
+        config: SchedulerConfig | None = None,
+        failover_timeout_s: float = 7 * 24 * 3600.0,
+    ) -> None:
+        from pymesos import MesosSchedulerDriver  # late: pymesos installs a SIGINT handler
+
+        self.store = store
+        self.framework = AnchoFramework(store, SchedulerState(config), launch, summarize)
+        framework_info: dict[str, Any] = {
+            "user": getpass.getuser(),
+            "name": "ancho",
+            "hostname": socket.gethostname(),
+            "failover_timeout": failover_timeout_s,
+            "checkpoint": True,
+        }
+        known = store.get_meta(f"framework_id:{master}")
+        if known:
+            framework_info["id"] = {"value": known}
+        self.master = master
+        self.driver = MesosSchedulerDriver(self.framework, framework_info, master, use_addict=False)
+        self.framework.driver = self.driver
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="ancho-tick", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start the driver and wait until the master has accepted the framework."""
+        self.driver.start()
+        self._ticker.start()
+        if not self.framework.connected.wait(timeout_s):
+            raise TimeoutError(f"no answer from the Mesos master at {self.master}")
+        if self.framework.framework_id:
+            self.store.set_meta(f"framework_id:{self.master}", self.framework.framework_id)
+
+    def submit(self, run: RunRecord) -> None:
+        """Schedule a stored run (resuming it if it was in flight before a restart)."""
+        pending: list[Range] = []
+        in_flight: list[tuple[str, str, Range]] = []
+        for b in self.store.list_batches(run.id):
+            rng = Range(b.start, b.stop, b.attempt)
+            if b.executor_id:
+                in_flight.append((b.task_id, b.executor_id, rng))
+            else:
+                pending.append(rng)
+        self.framework.handle(
+            Submit(
+                run_info(run),
+                time.time(),
+                next_index=run.next_index,
+                pending=tuple(pending),
+                in_flight=tuple(in_flight),
+                ok=run.ok if in_flight or pending or run.next_index else 0,
+                failed=run.failed if in_flight or pending or run.next_index else 0,
+            )
+        )
+
+    def kill(self, run_id: str) -> None:
+        """Kill a run."""
+        self.framework.handle(KillRun(run_id, time.time()))
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK_S):
+            now = time.time()
+            for run_id in list(self.framework.state.runs):
+                try:
+                    if self.store.get_run(run_id).kill_requested:
+                        self.kill(run_id)
+                except Exception:
+                    log.exception("checking run %s for a kill request", run_id)
+            self.framework.handle(Tick(now))
+
+    def stop(self, failover: bool = True) -> None:
+        """Stop the driver; with failover the master keeps our tasks for a restart."""
+        self._stop.set()
+        self.driver.stop(failover=failover)
+        self.driver.join()
+        if self._ticker.is_alive():
+            self._ticker.join(5)
+
+
+__all__ = ["SchedulerService", "SummaryOutcome", "config_from_env", "run_info"]

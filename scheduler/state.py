@@ -1,0 +1,575 @@
+"""The scheduler's pure state machine: runs and their batches, events in, commands out.
+
+No I/O happens here, so every decision (which offer to take, how big a batch is, what
+happens when an executor dies) is testable without a network. Memory is O(batches in
+flight + executors): the unscheduled part of a run is one integer (``next_index``) and
+retries are a short queue of ranges.
+
+Resource shape: each executor holds the run's ``cpus``/``mem_mb`` in total. Mesos
+accounts a small slice of it to each batch task (``TASK_CPUS``/``TASK_MEM_MB``) and the
+rest to the executor, so a Docker container's limits (executor + tasks, as Mesos sets
+them) equal the spec's. Each executor holds up to ``PREFETCH`` batches so it never
+waits for an offer between two batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from .events import (
+    AgentLost,
+    Command,
+    Decline,
+    Event,
+    ExecutorLost,
+    ForgetBatch,
+    KillRun,
+    KillTask,
+    Launch,
+    Log,
+    Offer,
+    Offers,
+    Range,
+    Reconcile,
+    Revive,
+    RunInfo,
+    SaveBatch,
+    StartSummary,
+    StopExecutor,
+    Submit,
+    Subscribed,
+    SummaryDone,
+    Suppress,
+    TaskLaunch,
+    TaskStatus,
+    Tick,
+    UpdateRun,
+    WriteFailed,
+)
+
+TASK_CPUS = 0.01
+TASK_MEM_MB = 1.0
+PREFETCH = 2
+_EPS = 1e-9
+
+TERMINAL_TASK_STATES = frozenset(
+    {
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_LOST",
+        "TASK_ERROR",
+        "TASK_DROPPED",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+        "TASK_UNKNOWN",
+    }
+)
+ACTIVE_RUN_STATES = frozenset({"QUEUED", "STAGING", "RUNNING"})
+
+# Allowed run state transitions; anything else is a bug and raises with the history.
+_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("QUEUED", "STAGING"),
+        ("STAGING", "RUNNING"),
+        ("QUEUED", "SUMMARIZING"),
+        ("STAGING", "SUMMARIZING"),
+        ("RUNNING", "SUMMARIZING"),
+        ("SUMMARIZING", "FINISHED"),
+        ("SUMMARIZING", "FAILED"),
+    }
+    | {(s, "KILLED") for s in ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING")}
+    | {(s, "FAILED") for s in ("QUEUED", "STAGING", "RUNNING")}
+)
+
+
+class InvalidTransition(RuntimeError):
+    """A run was asked to move between states in a way the design forbids."""
+
+
+@dataclass(slots=True, frozen=True)
+class SchedulerConfig:
+    """Batch sizing and offer handling."""
+
+    batch_target_s: float = 2.0
+    first_batch: int = 8
+    max_batch: int = 1_000_000
+    fixed_batch: int | None = None
+    growth: int = 16
+    busy_refuse_s: float = 1.0
+    idle_refuse_s: float = 30.0
+    progress_every_s: float = 1.0
+
+
+@dataclass(slots=True)
+class Batch:
+    """A batch task in flight; ``next`` is the first sequence not yet stored."""
+
+    task_id: str
+    executor_id: str
+    range: Range
+    next: int
+    ok: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
+class ExecutorState:
+    """An executor of a run and the batch tasks it holds."""
+
+    executor_id: str
+    agent_id: str
+    tasks: set[str] = field(default_factory=set)
+    stopping: bool = False
+    ever_ran: bool = False
+
+
+@dataclass(slots=True)
+class RunTrack:
+    """Everything the scheduler tracks of one run."""
+
+    info: RunInfo
+    state: str
+    started: float
+    next_index: int = 0
+    pending: deque[Range] = field(default_factory=deque)
+    batches: dict[str, Batch] = field(default_factory=dict)
+    executors: dict[str, ExecutorState] = field(default_factory=dict)
+    ok_done: int = 0
+    failed_done: int = 0
+    rate: float | None = None
+    last_size: int = 0
+    task_seq: int = 0
+    exec_seq: int = 0
+    start_failures: int = 0
+    reported: tuple[int, int, int] = (0, 0, 0)
+    reported_at: float = 0.0
+
+    def has_work(self) -> bool:
+        """Whether sequences wait to be launched."""
+        return self.state in ACTIVE_RUN_STATES and (
+            bool(self.pending) or self.next_index < self.info.sequences
+        )
+
+    def counts(self) -> tuple[int, int, int]:
+        """(ok, failed, running) including the progress of batches in flight."""
+        ok = self.ok_done + sum(b.ok for b in self.batches.values())
+        failed = self.failed_done + sum(b.failed for b in self.batches.values())
+        running = sum(b.range.stop - b.next for b in self.batches.values())
+        return ok, failed, running
+
+
+class SchedulerState:
+    """Runs and batches; ``handle(event)`` returns the commands to carry out."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        self.config = config or SchedulerConfig()
+        self.runs: dict[str, RunTrack] = {}
+        self.task_run: dict[str, str] = {}
+        self.executor_run: dict[str, str] = {}
+        self.suppressed = False
+        self.history: deque[tuple[float, str, str, str, str]] = deque(maxlen=10_000)
+
+    # --- entry point ----------------------------------------------------------
+    def handle(self, event: Event) -> list[Command]:
+        """Apply one event; return what to do."""
+        out: list[Command] = []
+        match event:
+            case Submit():
+                self._submit(event, out)
+            case Offers():
+                self._offers(event, out)
+            case TaskStatus():
+                self._status(event, out)
+            case ExecutorLost():
+                self._executor_lost(event.executor_id, event.status, event.now, out)
+            case AgentLost():
+                for run in list(self.runs.values()):
+                    for ex in list(run.executors.values()):
+                        if ex.agent_id == event.agent_id:
+                            self._executor_lost(ex.executor_id, None, event.now, out)
+            case KillRun():
+                if event.run_id in self.runs:
+                    run = self.runs[event.run_id]
+                    self._end(run, "KILLED", "killed on request", event.now, out)
+            case Subscribed():
+                self._subscribed(event, out)
+            case Tick():
+                self._tick(event.now, out)
+            case SummaryDone():
+                self._summary_done(event, out)
+        return out
+
+    # --- runs -------------------------------------------------------------------
+    def _transition(self, run: RunTrack, to: str, now: float, why: str) -> None:
+        if (run.state, to) not in _TRANSITIONS:
+            recent = [h for h in self.history if h[1] == run.info.run_id][-10:]
+            raise InvalidTransition(
+                f"run {run.info.run_id}: {run.state} -> {to} ({why}); history: {recent}"
+            )
+        self.history.append((now, run.info.run_id, run.state, to, why))
+        run.state = to
+
+    def _submit(self, ev: Submit, out: list[Command]) -> None:
+        run = RunTrack(
+            info=ev.run,
+            state="QUEUED",
+            started=ev.now,
+            next_index=ev.next_index,
+            pending=deque(ev.pending),
+            ok_done=ev.ok,
+            failed_done=ev.failed,
+        )
+        self.runs[ev.run.run_id] = run
+        for task_id, executor_id, rng in ev.in_flight:
+            run.batches[task_id] = Batch(task_id, executor_id, rng, rng.start)
+            ex = run.executors.setdefault(executor_id, ExecutorState(executor_id, ""))
+            ex.tasks.add(task_id)
+            self.task_run[task_id] = run.info.run_id
+            self.executor_run[executor_id] = run.info.run_id
+            run.task_seq = max(run.task_seq, _suffix(task_id) + 1)
+            run.exec_seq = max(run.exec_seq, _suffix(executor_id) + 1)
+        if ev.in_flight:
+            self._transition(run, "STAGING", ev.now, "resumed with batches in flight")
+            out.append(Reconcile(tuple(t for t, _, _ in ev.in_flight)))
+        out.append(Log(run.info.run_id, "info", f"run queued: {ev.run.sequences} sequences"))
+        self._check_complete(run, ev.now, out)
+        if run.has_work() and self.suppressed:
+            self.suppressed = False
+            out.append(Revive())
+
+    def _end(self, run: RunTrack, to: str, reason: str, now: float, out: list[Command]) -> None:
+        """Kill, or fail without a summary: stop everything of the run."""
+        self._transition(run, to, now, reason)
+        for batch in run.batches.values():
+            ex = run.executors.get(batch.executor_id)
+            out.append(KillTask(batch.task_id, ex.agent_id if ex else ""))
+            out.append(ForgetBatch(run.info.run_id, batch.task_id))
+            self.task_run.pop(batch.task_id, None)
+        for rng in run.pending:
+            out.append(ForgetBatch(run.info.run_id, _retry_key(rng)))
+        ok, failed, _ = run.counts()
+        run.batches.clear()
+        run.pending.clear()
+        self._stop_executors(run, out)
+        level = "warning" if to == "KILLED" else "error"
+        out.append(Log(run.info.run_id, level, f"run {to.lower()}: {reason}"))
+        out.append(
+            UpdateRun(
+                run.info.run_id,
+                {
+                    "state": to,
+                    "reason": reason,
+                    "ok": ok,
+                    "failed": failed,
+                    "running": 0,
+                    "finished_at": now,
+                },
+            )
+        )
+        del self.runs[run.info.run_id]
+        self._maybe_suppress(out)
+
+    def _stop_executors(self, run: RunTrack, out: list[Command]) -> None:
+        for ex in run.executors.values():
+            if not ex.stopping:
+                ex.stopping = True
+                out.append(StopExecutor(ex.executor_id, ex.agent_id))
+
+    def _check_complete(self, run: RunTrack, now: float, out: list[Command]) -> None:
+        if run.state not in ACTIVE_RUN_STATES or run.has_work() or run.batches:
+            return
+        ok, failed, _ = run.counts()
+        self._transition(run, "SUMMARIZING", now, "all sequences stored")
+        self._stop_executors(run, out)
+        out.append(
+            UpdateRun(
+                run.info.run_id, {"state": "SUMMARIZING", "ok": ok, "failed": failed, "running": 0}
+            )
+        )
+        out.append(Log(run.info.run_id, "info", f"all sequences in ({ok} ok, {failed} failed)"))
+        out.append(StartSummary(run.info.run_id))
+        self._maybe_suppress(out)
+
+    def _summary_done(self, ev: SummaryDone, out: list[Command]) -> None:
+        run = self.runs.get(ev.run_id)
+        if run is None or run.state != "SUMMARIZING":
+            return
+        if ev.error is not None:
+            to, reason = "FAILED", f"summary failed: {ev.error}"
+        elif ev.failed:
+            to, reason = "FAILED", f"{ev.failed} of {run.info.sequences} sequences failed"
+        else:
+            to, reason = "FINISHED", ""
+        self._transition(run, to, ev.now, reason or "summary stored")
+        fields: dict[str, object] = {
+            "state": to,
+            "ok": ev.ok,
+            "failed": ev.failed,
+            "running": 0,
+            "finished_at": ev.now,
+        }
+        if reason:
+            fields["reason"] = reason
+        out.append(UpdateRun(run.info.run_id, fields))
+        out.append(
+            Log(run.info.run_id, "info", f"run {to.lower()}" + (f": {reason}" if reason else ""))
+        )
+        del self.runs[ev.run_id]
+
+    # --- offers -----------------------------------------------------------------
+    def _offers(self, ev: Offers, out: list[Command]) -> None:
+        for offer in ev.offers:
+            tasks = self._place(offer, ev.now, out)
+            if tasks:
+                out.append(Launch(offer.offer_id, offer.agent_id, tuple(tasks)))
+            else:
+                busy = any(r.has_work() for r in self.runs.values())
+                refuse = self.config.busy_refuse_s if busy else self.config.idle_refuse_s
+                out.append(Decline((offer.offer_id,), refuse))
+        self._maybe_suppress(out)
+
+    def _place(self, offer: Offer, now: float, out: list[Command]) -> list[TaskLaunch]:
+        cpus, mem = offer.cpus, offer.mem_mb
+        tasks: list[TaskLaunch] = []
+        for run in self.runs.values():
+            info = run.info
+            # More batches for executors already on this agent: they need only a task slice.
+            for ex in run.executors.values():
+                if ex.agent_id != offer.agent_id or ex.stopping:
+                    continue
+                while run.has_work() and len(ex.tasks) < PREFETCH:
+                    if cpus + _EPS < TASK_CPUS or mem + _EPS < TASK_MEM_MB:
+                        break
+                    tasks.append(self._launch(run, ex, False, now, out))
+                    cpus -= TASK_CPUS
+                    mem -= TASK_MEM_MB
+            # New executors while the run may have more and the offer holds a whole one.
+            limit = info.max_executors if info.max_executors is not None else math.inf
+            while (
+                run.has_work()
+                and len(run.executors) < limit
+                and cpus + _EPS >= info.cpus
+                and mem + _EPS >= info.mem_mb
+            ):
+                ex = ExecutorState(f"{info.run_id}.e{run.exec_seq}", offer.agent_id)
+                run.exec_seq += 1
+                run.executors[ex.executor_id] = ex
+                self.executor_run[ex.executor_id] = info.run_id
+                cpus -= info.cpus
+                mem -= info.mem_mb
+                tasks.append(self._launch(run, ex, True, now, out))
+                while run.has_work() and len(ex.tasks) < PREFETCH:
+                    tasks.append(self._launch(run, ex, False, now, out))
+        return tasks
+
+    def _launch(
+        self, run: RunTrack, ex: ExecutorState, new: bool, now: float, out: list[Command]
+    ) -> TaskLaunch:
+        info = run.info
+        if run.pending:
+            rng = run.pending.popleft()
+            out.append(ForgetBatch(info.run_id, _retry_key(rng)))
+        else:
+            size = self._batch_size(run)
+            rng = Range(run.next_index, run.next_index + size, 1)
+            run.next_index += size
+            out.append(UpdateRun(info.run_id, {"next_index": run.next_index}))
+        task_id = f"{info.run_id}.t{run.task_seq}"
+        run.task_seq += 1
+        run.batches[task_id] = Batch(task_id, ex.executor_id, rng, rng.start)
+        ex.tasks.add(task_id)
+        self.task_run[task_id] = info.run_id
+        out.append(SaveBatch(info.run_id, task_id, rng, ex.executor_id))
+        if run.state == "QUEUED":
+            self._transition(run, "STAGING", now, "first batch launched")
+            out.append(UpdateRun(info.run_id, {"state": "STAGING"}))
+        return TaskLaunch(task_id, info.run_id, ex.executor_id, rng, new, info)
+
+    def _batch_size(self, run: RunTrack) -> int:
+        cfg = self.config
+        remaining = run.info.sequences - run.next_index
+        if cfg.fixed_batch is not None:
+            return min(cfg.fixed_batch, remaining)
+        if run.rate is None:
+            size = cfg.first_batch
+        else:
+            size = int(run.rate * cfg.batch_target_s)
+            size = min(size, max(run.last_size, 1) * cfg.growth)
+        # Near the end, smaller batches keep every executor busy until the last one ends.
+        workers = max(len(run.executors), 1) * PREFETCH
+        size = min(size, math.ceil(remaining / workers), cfg.max_batch)
+        size = max(1, min(size, remaining))
+        run.last_size = size
+        return size
+
+    def _maybe_suppress(self, out: list[Command]) -> None:
+        busy = any(r.has_work() for r in self.runs.values())
+        if not busy and not self.suppressed:
+            self.suppressed = True
+            out.append(Suppress())
+        elif busy and self.suppressed:
+            self.suppressed = False
+            out.append(Revive())
+
+    # --- status updates --------------------------------------------------------------
+    def _status(self, ev: TaskStatus, out: list[Command]) -> None:
+        run_id = self.task_run.get(ev.task_id)
+        run = self.runs.get(run_id) if run_id else None
+        if run is None or ev.task_id not in run.batches:
+            if ev.state not in TERMINAL_TASK_STATES:
+                out.append(KillTask(ev.task_id, ev.agent_id))  # a task we no longer want
+            return
+        batch = run.batches[ev.task_id]
+        ex = run.executors.get(batch.executor_id)
+        if ex is not None and ev.agent_id and not ex.agent_id:
+            ex.agent_id = ev.agent_id
+        data = ev.data or {}
+        if isinstance(data.get("next"), int):
+            batch.next = max(batch.next, min(data["next"], batch.range.stop))
+            batch.ok = int(data.get("ok", batch.ok))
+            batch.failed = int(data.get("failed", batch.failed))
+        if ev.state == "TASK_RUNNING":
+            run.start_failures = 0
+            if ex is not None:
+                ex.ever_ran = True
+            if run.state == "STAGING":
+                self._transition(run, "RUNNING", ev.now, "a batch is running")
+                out.append(UpdateRun(run.info.run_id, {"state": "RUNNING", "started_at": ev.now}))
+            return
+        if ev.state not in TERMINAL_TASK_STATES:
+            return
+        self._batch_ended(run, batch, ex, ev, data, out)
+        if run.info.run_id in self.runs:
+            self._check_complete(run, ev.now, out)
+
+    def _batch_ended(
+        self,
+        run: RunTrack,
+        batch: Batch,
+        ex: ExecutorState | None,
+        ev: TaskStatus,
+        data: dict[str, object],
+        out: list[Command],
+    ) -> None:
+        info = run.info
+        del run.batches[batch.task_id]
+        self.task_run.pop(batch.task_id, None)
+        if ex is not None:
+            ex.tasks.discard(batch.task_id)
+        out.append(ForgetBatch(info.run_id, batch.task_id))
+        run.ok_done += batch.ok
+        run.failed_done += batch.failed
+        if ev.state == "TASK_FINISHED" and batch.next >= batch.range.stop:
+            elapsed = data.get("elapsed")
+            if isinstance(elapsed, int | float) and elapsed > 0.02:
+                rate = len(batch.range) / float(elapsed)
+                run.rate = rate if run.rate is None else 0.5 * run.rate + 0.5 * rate
+            elif run.rate is None or run.last_size <= len(batch.range):
+                # Too quick to time: grow geometrically until batches are measurable.
+                run.rate = len(batch.range) * self.config.growth / self.config.batch_target_s
+            return
+        if data.get("fatal"):
+            self._end(run, "FAILED", str(data.get("error", "the model could not run")), ev.now, out)
+            return
+        why = f"{ev.state} {ev.reason} {ev.message}".strip()
+        if ex is not None and not ex.ever_ran:
+            run.start_failures += 1
+            if run.start_failures >= info.max_attempts * PREFETCH:
+                self._end(run, "FAILED", f"executors could not start: {why}", ev.now, out)
+                return
+        rest = Range(batch.next, batch.range.stop, batch.range.attempt + 1)
+        if len(rest) <= 0:
+            return
+        if batch.range.attempt < info.max_attempts:
+            run.pending.append(rest)
+            out.append(SaveBatch(info.run_id, _retry_key(rest), rest))
+            out.append(
+                Log(
+                    info.run_id,
+                    "warning",
+                    f"batch {rest.start}..{rest.stop - 1} will be retried "
+                    f"(attempt {rest.attempt} of {info.max_attempts}): {why}",
+                )
+            )
+            self._maybe_suppress(out)
+        else:
+            failed = Range(rest.start, rest.stop, batch.range.attempt)
+            run.failed_done += len(failed)
+            out.append(
+                WriteFailed(info.run_id, failed, f"{why} after {info.max_attempts} attempts")
+            )
+            out.append(
+                Log(info.run_id, "error", f"batch {failed.start}..{failed.stop - 1} failed: {why}")
+            )
+
+    def _executor_lost(
+        self, executor_id: str, status: int | None, now: float, out: list[Command]
+    ) -> None:
+        run_id = self.executor_run.pop(executor_id, None)
+        run = self.runs.get(run_id) if run_id else None
+        if run is None:
+            return
+        ex = run.executors.pop(executor_id, None)
+        if ex is None:
+            return
+        if not ex.stopping:
+            out.append(Log(run.info.run_id, "warning", f"executor {executor_id} exited ({status})"))
+        for task_id in list(ex.tasks):
+            batch = run.batches.get(task_id)
+            if batch is None:
+                continue
+            ev = TaskStatus(
+                task_id,
+                "TASK_LOST",
+                now,
+                "REASON_EXECUTOR_TERMINATED",
+                f"executor exited with status {status}",
+                executor_id=executor_id,
+                agent_id=ex.agent_id,
+            )
+            self._batch_ended(run, batch, ex, ev, {}, out)
+            if run.info.run_id not in self.runs:
+                return
+        self._check_complete(run, now, out)
+
+    # --- time and subscription -----------------------------------------------------
+    def _subscribed(self, ev: Subscribed, out: list[Command]) -> None:
+        in_flight = tuple(t for r in self.runs.values() for t in r.batches)
+        if in_flight:
+            out.append(Reconcile(in_flight))
+        if any(r.has_work() for r in self.runs.values()):
+            self.suppressed = False
+            out.append(Revive())
+
+    def _tick(self, now: float, out: list[Command]) -> None:
+        for run in list(self.runs.values()):
+            timeout = run.info.timeout_s
+            if (
+                timeout is not None
+                and run.state in ACTIVE_RUN_STATES
+                and now - run.started > timeout
+            ):
+                self._end(run, "FAILED", f"timed out after {timeout:g} s", now, out)
+                continue
+            if now - run.reported_at < self.config.progress_every_s:
+                continue
+            counts = run.counts()
+            if counts != run.reported and run.state in ACTIVE_RUN_STATES:
+                run.reported = counts
+                run.reported_at = now
+                ok, failed, running = counts
+                out.append(
+                    UpdateRun(run.info.run_id, {"ok": ok, "failed": failed, "running": running})
+                )
+
+
+def _retry_key(rng: Range) -> str:
+    return f"retry-{rng.start}"
+
+
+def _suffix(ident: str) -> int:
+    tail = ident.rsplit(".", 1)[-1].lstrip("te")
+    return int(tail) if tail.isdigit() else 0
