@@ -7,6 +7,8 @@ flags, unreachable service) with a one-paragraph message and no traceback.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -216,8 +218,17 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.exit(code)
 
 
+def _configure_logging() -> None:
+    """Warnings and errors on stderr; ``ANCHO_LOG_LEVEL=INFO`` (or DEBUG) for more."""
+    level = os.environ.get("ANCHO_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="ancho: %(levelname)s %(name)s: %(message)s")
+    # pymesos adds its own INFO handler at import; keep it as quiet as ours.
+    logging.getLogger("pymesos").setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every Ancho error becomes one paragraph and an exit code."""
+    _configure_logging()
     try:
         cli.main(args=argv, prog_name="ancho", standalone_mode=False)
     except click.exceptions.Abort:

@@ -180,7 +180,7 @@ _PLAIN = (float, int, bool)
 
 
 def _scalar(name: str, v: Any) -> OutputValue:
-    if isinstance(v, bool | int | float):
+    if isinstance(v, bool | int | float) and not isinstance(v, np.generic):
         return v
     if isinstance(v, np.bool_):
         return bool(v)

@@ -21,6 +21,7 @@ class ProgressBar:
         self._first_done: tuple[float, int] | None = None
         self._state = ""
         self._drawn = 0.0
+        self._last_change: tuple[float, int] = (self.started, 0)
 
     def update(self, run: RunRecord) -> None:
         """Show the run's latest counts (at most ten times a second)."""
@@ -28,6 +29,8 @@ class ProgressBar:
         done = run.ok + run.failed
         if self._first_done is None and done > 0:
             self._first_done = (now, done)
+        if done != self._last_change[1]:
+            self._last_change = (now, done)
         if self.tty:
             if now - self._drawn >= 0.1 or run.done:
                 self._drawn = now
@@ -43,6 +46,10 @@ class ProgressBar:
         filled = int(self.WIDTH * min(done / self.total, 1.0))
         bar = "#" * filled + "." * (self.WIDTH - filled)
         rate_text = eta_text = ""
+        if run.state not in ("STAGING", "RUNNING"):
+            elapsed = time.monotonic() - self.started
+            failed = f" failed {run.failed:,}" if run.failed else ""
+            return f"[{bar}] {done:,}/{self.total:,}{failed} {elapsed:,.1f}s {run.state}"
         if (
             self._first_done is not None
             and now > self._first_done[0]

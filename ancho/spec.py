@@ -147,7 +147,7 @@ def validate(data: Any) -> None:
     validator = jsonschema.Draft202012Validator(schema())
     details: list[ErrorDetail] = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        details.extend(_describe(err))
+        details.extend(d for d in _describe(err) if d not in details)
     if details:
         raise SpecError("invalid run spec", details)
 
@@ -179,7 +179,7 @@ def _describe(err: jsonschema.ValidationError) -> list[ErrorDetail]:
         "exclusiveMaximum": f"must be < {value}",
         "minLength": "must not be empty" if value == 1 else f"must have >= {value} characters",
         "maxLength": f"must have <= {value} characters",
-        "enum": f"must be one of {', '.join(json.dumps(v) for v in value)}",
+        "enum": "must be one of " + ", ".join(map(json.dumps, value)) if kind == "enum" else "",
         "pattern": "must look like module:function (e.g. model:simulate)",
     }
     return [ErrorDetail(where, messages.get(str(kind), err.message))]

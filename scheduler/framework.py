@@ -107,6 +107,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         self.driver: Any = None
         self.framework_id: str | None = None
         self.connected = threading.Event()
+        self.stopping = False
         self._lock = threading.RLock()
 
     # --- the one way in -------------------------------------------------------------
@@ -140,7 +141,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
     def disconnected(self, driver: Any) -> None:
         """The stream dropped; pymesos reconnects by itself."""
         self.connected.clear()
-        log.warning("disconnected from master")
+        log.log(logging.INFO if self.stopping else logging.WARNING, "disconnected from master")
 
     def resourceOffers(self, driver: Any, offers: list[dict[str, Any]]) -> None:
         """Offers become one event."""

@@ -135,6 +135,7 @@ class SchedulerService:
     def stop(self, failover: bool = True) -> None:
         """Stop the driver; with failover the master keeps our tasks for a restart."""
         self._stop.set()
+        self.framework.stopping = True
         self.driver.stop(failover=failover)
         self.driver.join()
         if self._ticker.is_alive():

@@ -1,0 +1,87 @@
+"""Helpers for end-to-end tests: run the real ``ancho`` command in a scratch folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+MODELS = Path(__file__).resolve().parent / "models"
+ANCHO = str(Path(sys.executable).parent / "ancho")
+
+
+@dataclass
+class Result:
+    """A finished ``ancho`` command."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """stdout parsed as one JSON document."""
+        return json.loads(self.stdout)
+
+    def jsonl(self) -> list[dict[str, Any]]:
+        """stdout parsed as JSON lines."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def ancho(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+    """Run ``ancho ARGS`` as a user would (a separate process, real exit code)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("ANCHO_STORE", None)
+    if env and "ANCHO_STORE" in env:
+        full_env["ANCHO_STORE"] = env["ANCHO_STORE"]
+    proc = subprocess.run(
+        [ANCHO, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_id_of(result: Result) -> str:
+    """The run id from ``run <id>``, the first line of stdout (stderr with --json)."""
+    for stream in (result.stdout, result.stderr):
+        for line in stream.splitlines():
+            if line.startswith("run ") and len(line.split()) == 2:
+                return line.split()[1]
+    raise AssertionError(f"no run id in output:\n{result.stdout}\n{result.stderr}")
+
+
+def moments(x: np.ndarray) -> dict[str, float]:
+    """The contract's statistics computed directly with numpy (population skew/kurt)."""
+    n = len(x)
+    mean = float(x.mean())
+    d = x - mean
+    m2 = float((d**2).mean())
+    return {
+        "count": n,
+        "mean": mean,
+        "stddev": float(x.std(ddof=1)),
+        "sem": float(x.std(ddof=1) / np.sqrt(n)),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "skewness": float((d**3).mean() / m2**1.5),
+        "kurtosis": float((d**4).mean() / m2**2 - 3.0),
+    }
+
+
+def write_spec(folder: Path, spec: dict[str, Any], name: str = "spec.json") -> Path:
+    """Write a spec file and return its path."""
+    path = folder / name
+    path.write_text(json.dumps(spec))
+    return path
