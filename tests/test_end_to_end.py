@@ -261,7 +261,7 @@ def test_missing_model_and_bad_json_exit_2(tmp_path: Path) -> None:
         {
             "model": {"source": str(tmp_path), "entrypoint": "nomodule:simulate"},
             "sequences": 5,
-        },  # fmt: skip
+        },
     )
     run = ancho("run", str(no_module), cwd=tmp_path)
     assert run.code == 1 and "nomodule" in run.stdout and "Traceback" not in run.stderr
