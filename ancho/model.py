@@ -230,4 +230,3 @@ def run_sequences(
             )
             continue
         yield SequenceResult(i, "ok", outputs, None, attempt, clock() - t0)
-

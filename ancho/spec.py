@@ -113,15 +113,15 @@ class RunSpec:
                 summary=m.get("summary"),
                 requirements=m.get("requirements"),
             ),
-            sequences=data["sequences"],
-            seed=data["seed"] if "seed" in data else draw_seed(),
+            sequences=int(data["sequences"]),
+            seed=int(data["seed"]) if "seed" in data else draw_seed(),
             parameters=dict(data.get("parameters", {})),
             resources=Resources(
                 cpus=float(res.get("cpus", 1.0)),
-                mem_mb=res.get("mem_mb", 512),
-                max_executors=res.get("max_executors"),
+                mem_mb=int(res.get("mem_mb", 512)),
+                max_executors=_int_or_none(res.get("max_executors")),
             ),
-            max_attempts=data.get("max_attempts", 3),
+            max_attempts=int(data.get("max_attempts", 3)),
             timeout_s=data.get("timeout_s"),
             executor=ExecutorSpec(
                 containerizer=ex.get("containerizer", "process"),
@@ -129,6 +129,11 @@ class RunSpec:
                 network=ex.get("network", "none"),
             ),
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    # JSON Schema counts 10.0 as an integer: keep Python ints downstream.
+    return None if value is None else int(value)
 
 
 def _asdict(obj: Any) -> dict[str, Any]:
@@ -225,12 +230,20 @@ class Overrides:
             for key in self.params:
                 origin[_pointer(["parameters", key])] = f"-p {key}"
         if self.executors is not None:
-            data.setdefault("resources", {})["max_executors"] = self.executors
+            _section(data, "resources")["max_executors"] = self.executors
             origin["/resources/max_executors"] = "--executors"
         if self.containerizer is not None:
-            data.setdefault("executor", {})["containerizer"] = self.containerizer
+            _section(data, "executor")["containerizer"] = self.containerizer
             origin["/executor/containerizer"] = "--containerizer"
         return origin
+
+
+def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object at ``/key`` for a flag to write into; a non-object there is an error."""
+    section = data.setdefault(key, {})
+    if not isinstance(section, dict):
+        raise SpecError("invalid run spec", [ErrorDetail(f"/{key}", "must be of type object")])
+    return section
 
 
 def parse_param(text: str) -> tuple[str, Any]:

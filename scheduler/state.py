@@ -540,9 +540,12 @@ class SchedulerState:
         in_flight = tuple(t for r in self.runs.values() for t in r.batches)
         if in_flight:
             out.append(Reconcile(in_flight))
+        # A (re-)subscription clears suppression at the master: say again what we want.
+        self.suppressed = False
         if any(r.has_work() for r in self.runs.values()):
-            self.suppressed = False
             out.append(Revive())
+        else:
+            self._maybe_suppress(out)
 
     def _tick(self, now: float, out: list[Command]) -> None:
         for run in list(self.runs.values()):

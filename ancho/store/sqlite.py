@@ -185,7 +185,9 @@ class SQLiteStore(Store):
             fields["outputs"] = _dumps(fields["outputs"])
         cols = ", ".join(f"{k}=?" for k in fields)
         with self._write() as c:
-            c.execute(f"UPDATE runs SET {cols} WHERE id=?", (*fields.values(), run_id))
+            cur = c.execute(f"UPDATE runs SET {cols} WHERE id=?", (*fields.values(), run_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"no run {run_id!r} in {self.url}")
 
     def register_outputs(self, run_id: str, names: Sequence[str]) -> list[str]:
         """First writer wins: later executors must produce the same names."""

@@ -1,0 +1,517 @@
+"""The agent half: executor API, executor lifecycle and status updates.
+
+Every method except the container threads runs with the cluster lock held. Each
+executor has one thread that starts its container and then waits for it to exit;
+that is the only place the agent blocks, and it does so without the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .containerizer import Container, Containerizer, ContainerSpec, LaunchError
+from .http import EventStream, Request, Response, StreamResponse
+from .master import Master
+from .protocol import (
+    JSON,
+    TASK_STATES,
+    TERMINAL_STATES,
+    CallError,
+    event,
+    id_value,
+    parse_call,
+    task_status,
+)
+from .resources import Resources
+from .updates import StatusUpdateManager
+
+__all__ = ["Agent", "AgentConfig"]
+
+logger = logging.getLogger("ancho.embedded.agent")
+
+# How long after SIGTERM a shutting-down executor's process group gets SIGKILL.
+_KILL_AFTER_TERM_S = 2.0
+
+
+@dataclass(slots=True, frozen=True)
+class AgentConfig:
+    """Tunables of the agent."""
+
+    host: str
+    port: int
+    work_dir: Path
+    total: Resources
+    heartbeat_interval_s: float
+    status_update_retry_s: float
+    executor_shutdown_grace_s: float
+
+
+@dataclass(slots=True)
+class _Task:
+    info: JSON
+    resources: Resources
+    state: str = "TASK_STAGING"
+    launched: bool = False  # delivered to the executor
+    uuids: set[str] = field(default_factory=set)
+
+
+_ExecutorState = Literal["LAUNCHING", "RUNNING", "TERMINATING", "TERMINATED"]
+
+
+@dataclass(slots=True)
+class _Executor:
+    framework_id: str
+    executor_id: str
+    info: JSON
+    framework_info: JSON
+    container_id: str
+    directory: Path
+    resources: Resources
+    grace_s: float
+    state: _ExecutorState = "LAUNCHING"
+    tasks: dict[str, _Task] = field(default_factory=dict)
+    stream: EventStream | None = None
+    container: Container | None = None
+    silent: bool = False  # framework removed: no updates or FAILURE when it ends
+    sigterm_at: float | None = None
+    sigkill_at: float | None = None
+    next_heartbeat: float = 0.0
+    thread: threading.Thread | None = None
+
+
+def _duration(seconds: float) -> str:
+    # Formatted like Mesos' Duration (and parseable by pymesos.utils.parse_duration).
+    return f"{seconds * 1000:g}ms" if 0 < seconds < 1 else f"{seconds:g}secs"
+
+
+class Agent:
+    """Executor-facing half of the embedded cluster."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        master: Master,
+        containerizer: Containerizer,
+    ) -> None:
+        self.config = config
+        self.master = master
+        self.lock = master.lock
+        self.containerizer = containerizer
+        self.agent_id = f"{master.master_id}-S0"
+        self.total = config.total
+        self.updates = StatusUpdateManager(config.status_update_retry_s, master.forward_update)
+        self._executors: dict[tuple[str, str], _Executor] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` executors connect to."""
+        return f"{self.config.host}:{self.config.port}"
+
+    def agent_info(self) -> JSON:
+        """AgentInfo as sent to executors."""
+        return {
+            "hostname": self.config.host,
+            "port": self.config.port,
+            "id": {"value": self.agent_id},
+            "resources": self.total.to_json(),
+            "attributes": [],
+        }
+
+    # -------------------------------------------------------- master's queries
+    def used_resources(self) -> Resources:
+        """Resources held by live executors and their non-terminal tasks."""
+        used = Resources()
+        for executor in self._executors.values():
+            used = used + executor.resources
+            for task in executor.tasks.values():
+                if task.state not in TERMINAL_STATES:
+                    used = used + task.resources
+        return used
+
+    def framework_cpus(self, framework_id: str) -> float:
+        """Cpus a framework's executors and tasks hold (for fair allocation)."""
+        total = 0.0
+        for executor in self._executors.values():
+            if executor.framework_id == framework_id:
+                total += executor.resources.scalar("cpus")
+                total += sum(
+                    t.resources.scalar("cpus")
+                    for t in executor.tasks.values()
+                    if t.state not in TERMINAL_STATES
+                )
+        return total
+
+    def executor_ids(self, framework_id: str) -> list[str]:
+        """Ids of a framework's live executors."""
+        return [e.executor_id for e in self._executors.values() if e.framework_id == framework_id]
+
+    def executor_info(self, framework_id: str, executor_id: str) -> JSON | None:
+        """The ExecutorInfo of a live executor (None when there is none)."""
+        executor = self._executors.get((framework_id, executor_id))
+        return executor.info if executor is not None else None
+
+    # ------------------------------------------------------- master's commands
+    def launch_task(
+        self,
+        framework_info: JSON,
+        executor_info: JSON,
+        task_info: JSON,
+        task_resources: Resources,
+        executor_resources: Resources,
+    ) -> None:
+        """Run a validated task, starting its executor if it is not running yet."""
+        framework_id = framework_info["id"]["value"]
+        executor_id = executor_info["executor_id"]["value"]
+        task_id = task_info["task_id"]["value"]
+        executor = self._executors.get((framework_id, executor_id))
+        if executor is None:
+            executor = self._new_executor(framework_info, executor_info, executor_resources)
+        task = _Task(task_info, task_resources)
+        executor.tasks[task_id] = task
+        if executor.state == "TERMINATING":
+            self._task_update(
+                executor, task_id, "TASK_LOST", "REASON_EXECUTOR_TERMINATED",
+                "Executor is terminating",
+            )  # fmt: skip
+        elif executor.state == "RUNNING" and executor.stream is not None:
+            executor.stream.send(event("LAUNCH", {"task": task_info}))
+            task.launched = True
+
+    def _new_executor(self, framework_info: JSON, info: JSON, resources: Resources) -> _Executor:
+        framework_id = framework_info["id"]["value"]
+        executor_id = info["executor_id"]["value"]
+        container_id = str(uuid.uuid4())
+        runs = (
+            self.config.work_dir / "slaves" / self.agent_id / "frameworks" / framework_id
+            / "executors" / executor_id / "runs"
+        )  # fmt: skip
+        grace = self.config.executor_shutdown_grace_s
+        if isinstance(info.get("shutdown_grace_period"), dict):
+            grace = int(info["shutdown_grace_period"].get("nanoseconds", 0)) / 1e9
+        executor = _Executor(
+            framework_id=framework_id,
+            executor_id=executor_id,
+            info=dict(info, framework_id={"value": framework_id}),
+            framework_info=framework_info,
+            container_id=container_id,
+            directory=runs / container_id,
+            resources=resources,
+            grace_s=grace,
+        )
+        self._executors[(framework_id, executor_id)] = executor
+        spec = ContainerSpec(
+            container_id=container_id,
+            directory=executor.directory,
+            command=info.get("command", {}),
+            container=info.get("container"),
+            environment=self._environment(executor),
+        )
+        thread = threading.Thread(
+            target=self._run_container,
+            args=(executor, spec, runs),
+            name=f"ancho-embedded-executor-{executor_id}",
+            daemon=True,
+        )
+        executor.thread = thread
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        thread.start()
+        return executor
+
+    def _environment(self, executor: _Executor) -> dict[str, str]:
+        checkpoint = bool(executor.framework_info.get("checkpoint", False))
+        env = {
+            "MESOS_FRAMEWORK_ID": executor.framework_id,
+            "MESOS_EXECUTOR_ID": executor.executor_id,
+            "MESOS_DIRECTORY": str(executor.directory),
+            "MESOS_SANDBOX": str(executor.directory),
+            "MESOS_SLAVE_ID": self.agent_id,
+            "MESOS_SLAVE_PID": f"slave(1)@{self.endpoint}",
+            "MESOS_AGENT_ENDPOINT": self.endpoint,
+            # Exactly what Mesos sets; note pymesos reads any non-empty value as true.
+            "MESOS_CHECKPOINT": "1" if checkpoint else "0",
+            "MESOS_HTTP_COMMAND_EXECUTOR": "0",
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": _duration(executor.grace_s),
+        }
+        if checkpoint:
+            env["MESOS_RECOVERY_TIMEOUT"] = "15mins"
+            env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
+        return env
+
+    def kill_task(self, framework_id: str, task_id: str) -> None:
+        """Kill a task: forward to its executor, or kill it here if not yet delivered."""
+        for executor in self._executors.values():
+            task = executor.tasks.get(task_id)
+            if executor.framework_id != framework_id or task is None:
+                continue
+            if task.state in TERMINAL_STATES:
+                return
+            if task.launched:
+                if executor.stream is not None:
+                    executor.stream.send(event("KILL", {"task_id": {"value": task_id}}))
+                return
+            self._task_update(
+                executor, task_id, "TASK_KILLED", "REASON_TASK_KILLED_DURING_LAUNCH",
+                "Killed before delivery to the executor",
+            )  # fmt: skip
+            live = [t for t in executor.tasks.values() if t.state not in TERMINAL_STATES]
+            if executor.state == "LAUNCHING" and not live:
+                self.shutdown_executor(framework_id, executor.executor_id)
+            return
+
+    def shutdown_executor(self, framework_id: str, executor_id: str) -> None:
+        """SHUTDOWN event now, SIGTERM after the grace period, SIGKILL after that."""
+        executor = self._executors.get((framework_id, executor_id))
+        if executor is None or executor.state in ("TERMINATING", "TERMINATED"):
+            return
+        now = time.time()
+        subscribed = executor.state == "RUNNING" and executor.stream is not None
+        executor.state = "TERMINATING"
+        if subscribed and executor.stream is not None:
+            executor.stream.send(event("SHUTDOWN"))
+            executor.sigterm_at = now + executor.grace_s
+        else:
+            executor.sigterm_at = now
+        executor.sigkill_at = executor.sigterm_at + _KILL_AFTER_TERM_S
+        self._escalate(executor, now)
+
+    def shutdown_framework(self, framework_id: str) -> None:
+        """Shut down a removed framework's executors and forget its updates."""
+        for executor in list(self._executors.values()):
+            if executor.framework_id == framework_id:
+                executor.silent = True
+                self.shutdown_executor(framework_id, executor.executor_id)
+        self.updates.drop_framework(framework_id)
+
+    def acknowledge(self, framework_id: str, task_id: str, uuid_: str) -> JSON | None:
+        """A scheduler acknowledged an update; tell the executor; return the update."""
+        acked = self.updates.acknowledge(framework_id, task_id, uuid_, time.time())
+        if acked is None:
+            return None
+        for executor in self._executors.values():
+            task = executor.tasks.get(task_id)
+            if executor.framework_id != framework_id or task is None:
+                continue
+            if acked.get("source") == "SOURCE_EXECUTOR" and executor.stream is not None:
+                body = {"task_id": {"value": task_id}, "uuid": uuid_}
+                executor.stream.send(event("ACKNOWLEDGED", body))
+            if acked["state"] in TERMINAL_STATES:
+                del executor.tasks[task_id]
+            break
+        return acked
+
+    def message_to_executor(self, framework_id: str, executor_id: str, data: str) -> None:
+        """A scheduler's framework message (dropped when the executor is not connected)."""
+        executor = self._executors.get((framework_id, executor_id))
+        if executor is not None and executor.stream is not None:
+            executor.stream.send(event("MESSAGE", {"data": data}))
+
+    # ------------------------------------------------------------ executor API
+    def handle(self, request: Request) -> Response | StreamResponse:
+        """Route for ``/api/v1/executor``."""
+        try:
+            call = parse_call(request)
+            framework_id = id_value(call, "framework_id")
+            executor_id = id_value(call, "executor_id")
+            assert framework_id is not None and executor_id is not None
+            with self.lock:
+                executor = self._executors.get((framework_id, executor_id))
+                if executor is None or executor.state == "TERMINATED":
+                    raise CallError(400, f"Executor {executor_id} of {framework_id} is unknown")
+                if call["type"] == "SUBSCRIBE":
+                    return self._subscribe(executor, call)
+                if executor.stream is None:
+                    raise CallError(403, "Executor is not subscribed")
+                if call["type"] == "UPDATE":
+                    self._update(executor, (call.get("update") or {}).get("status"))
+                elif call["type"] == "MESSAGE":
+                    data = (call.get("message") or {}).get("data")
+                    if not isinstance(data, str):
+                        raise CallError(400, "Expecting 'message.data' to be present")
+                    self.master.executor_message(framework_id, executor_id, data)
+                else:
+                    raise CallError(400, f"Unsupported call type {call['type']!r}")
+            return Response(202)
+        except CallError as exc:
+            return exc.response()
+
+    def _subscribe(self, executor: _Executor, call: JSON) -> StreamResponse:
+        if executor.stream is not None:
+            executor.stream.close()  # a re-subscription replaces the old connection
+        stream = EventStream(str(uuid.uuid4()), on_close=self._stream_closed)
+        executor.stream = stream
+        stream.send(
+            event(
+                "SUBSCRIBED",
+                {
+                    "executor_info": executor.info,
+                    "framework_info": executor.framework_info,
+                    "agent_info": self.agent_info(),
+                    "container_id": {"value": executor.container_id},
+                },
+            )
+        )
+        if executor.state == "LAUNCHING":
+            executor.state = "RUNNING"
+        subscribe = call.get("subscribe") or {}
+        for update in subscribe.get("unacknowledged_updates", []):
+            # Updates the executor sent but never saw acknowledged: ones this agent
+            # has not received yet are taken now; known ones are already in flight.
+            status = update.get("status") if isinstance(update, dict) else None
+            if not isinstance(status, dict) or not isinstance(status.get("task_id"), dict):
+                continue
+            task = executor.tasks.get(status["task_id"].get("value", ""))
+            if task is not None and status.get("uuid") not in task.uuids:
+                try:
+                    self._update(executor, status)
+                except CallError as exc:
+                    logger.warning("dropping unacknowledged update: %s", exc.message)
+        for task in executor.tasks.values():
+            if not task.launched and task.state not in TERMINAL_STATES:
+                stream.send(event("LAUNCH", {"task": task.info}))
+                task.launched = True
+        if executor.state == "TERMINATING":
+            stream.send(event("SHUTDOWN"))
+        executor.next_heartbeat = time.time() + self.config.heartbeat_interval_s
+        logger.info("executor %s subscribed", executor.executor_id)
+        return StreamResponse(stream)
+
+    def _stream_closed(self, stream: EventStream) -> None:
+        with self.lock:
+            for executor in self._executors.values():
+                if executor.stream is stream:
+                    executor.stream = None
+                    logger.info("executor %s disconnected", executor.executor_id)
+
+    def _update(self, executor: _Executor, status: object) -> None:
+        if not isinstance(status, dict):
+            raise CallError(400, "Expecting 'update.status' to be present")
+        task_id = id_value(status, "task_id")
+        state = status.get("state")
+        if state not in TASK_STATES or state == "TASK_STAGING":
+            raise CallError(400, f"Invalid task state {state!r} in status update")
+        uuid_ = status.get("uuid")
+        if not isinstance(uuid_, str) or not uuid_:
+            raise CallError(400, "Status update must carry a 'uuid'")
+        task = executor.tasks.get(task_id or "")
+        if task is None:
+            raise CallError(400, f"Task {task_id} is unknown to executor {executor.executor_id}")
+        if uuid_ in task.uuids:
+            return  # a duplicate: already queued for delivery
+        if task.state in TERMINAL_STATES:
+            logger.warning("ignoring %s for terminated task %s", state, task_id)
+            return
+        status = dict(status)
+        status["agent_id"] = {"value": self.agent_id}
+        status["executor_id"] = {"value": executor.executor_id}
+        status["source"] = "SOURCE_EXECUTOR"
+        status["timestamp"] = float(status.get("timestamp") or time.time())
+        task.uuids.add(uuid_)
+        self._record(executor, task, status)
+
+    def _task_update(
+        self, executor: _Executor, task_id: str, state: str, reason: str, message: str
+    ) -> None:
+        """An update generated by the agent itself (reliable, with a uuid)."""
+        status = task_status(
+            task_id,
+            state,
+            source="SOURCE_AGENT",
+            agent_id=self.agent_id,
+            executor_id=executor.executor_id,
+            reason=reason,
+            message=message,
+            with_uuid=True,
+        )
+        self._record(executor, executor.tasks[task_id], status)
+
+    def _record(self, executor: _Executor, task: _Task, status: JSON) -> None:
+        task.state = status["state"]
+        task_id = status["task_id"]["value"]
+        self.master.task_state_changed(executor.framework_id, task_id, task.state)
+        self.updates.add(executor.framework_id, status, time.time())
+
+    # -------------------------------------------------------------- containers
+    def _run_container(self, executor: _Executor, spec: ContainerSpec, runs: Path) -> None:
+        try:
+            container = self.containerizer.launch(spec)
+        except LaunchError as exc:
+            logger.warning("executor %s failed to launch: %s", executor.executor_id, exc)
+            with self.lock:
+                self._terminated(
+                    executor, -1, "REASON_CONTAINER_LAUNCH_FAILED",
+                    f"Failed to launch container: {exc}",
+                )  # fmt: skip
+            return
+        try:
+            latest = runs / "latest"
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(spec.container_id)
+        except OSError:
+            pass  # the symlink is a convenience, like Mesos' 'latest'
+        with self.lock:
+            executor.container = container
+            if self._stopping:
+                container.signal(signal.SIGKILL)
+            else:
+                self._escalate(executor, time.time())
+        status = container.wait()
+        with self.lock:
+            message = f"Executor terminated (wait status {status})"
+            self._terminated(executor, status, "REASON_EXECUTOR_TERMINATED", message)
+
+    def _terminated(self, executor: _Executor, status: int, reason: str, message: str) -> None:
+        executor.state = "TERMINATED"
+        if executor.stream is not None:
+            executor.stream.close()
+            executor.stream = None
+        key = (executor.framework_id, executor.executor_id)
+        if self._executors.get(key) is executor:
+            del self._executors[key]
+        if self._stopping or executor.silent:
+            return
+        logger.info("executor %s terminated: %s", executor.executor_id, message)
+        for task_id, task in list(executor.tasks.items()):
+            if task.state not in TERMINAL_STATES:
+                self._task_update(executor, task_id, "TASK_FAILED", reason, message)
+        self.master.executor_terminated(executor.framework_id, executor.executor_id, status)
+
+    def _escalate(self, executor: _Executor, now: float) -> None:
+        container = executor.container
+        if container is None:
+            return  # still launching: _run_container escalates once it has a process
+        if executor.sigkill_at is not None and executor.sigkill_at <= now:
+            container.signal(signal.SIGKILL)
+            executor.sigkill_at = None
+            executor.sigterm_at = None
+        elif executor.sigterm_at is not None and executor.sigterm_at <= now:
+            container.signal(signal.SIGTERM)
+            executor.sigterm_at = None
+
+    def tick(self, now: float) -> None:
+        """Periodic work: update retries, executor heartbeats, shutdown escalation."""
+        self.updates.tick(now)
+        for executor in self._executors.values():
+            self._escalate(executor, now)
+            if executor.stream is not None and executor.next_heartbeat <= now:
+                executor.stream.send(event("HEARTBEAT"))
+                executor.next_heartbeat = now + self.config.heartbeat_interval_s
+
+    def stop(self) -> list[threading.Thread]:
+        """Kill every executor's process group now; return the threads to join."""
+        self._stopping = True
+        for executor in self._executors.values():
+            if executor.stream is not None:
+                executor.stream.close()
+            if executor.container is not None:
+                executor.container.signal(signal.SIGKILL)
+        return list(self._threads)
