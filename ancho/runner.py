@@ -8,6 +8,7 @@ executors write to the store; Spark computes the summary.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
@@ -64,7 +65,8 @@ def run_local(
     if callable(on_created):
         on_created(run)
     job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
-    job.warm_up()
+    if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
+        job.warm_up()  # Spark's JVM starts while the sequences run
     launch = ExecutorLaunch(
         command=executor_command(),
         environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},

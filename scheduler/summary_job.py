@@ -6,7 +6,9 @@ ahead of time (:meth:`SummaryJob.warm_up`) so its start overlaps the run's seque
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -48,6 +50,10 @@ class SummaryJob:
         """Start the Spark session in the background; returns the thread."""
 
         def warm() -> None:
+            # Linux applies nice() to the calling thread, and the JVM forked from it
+            # inherits it: Spark's start then yields the cores to the executors.
+            with contextlib.suppress(OSError):
+                os.nice(10)
             try:
                 self._spark()
             except Exception:
