@@ -161,7 +161,7 @@ def main() -> None:
     print("## 10 ms/sequence model\n")
     print("| | sequences/s | ratio to Pool |\n|---|---:|---:|")
     print(f"| multiprocessing.Pool({cores}) | {base10:,.1f} | 1.00 |")
-    print(f"| ancho run, steady state (10–90%) | {ss10:,.1f} | {ss10 / base10:.3f} |")
+    print(f"| ancho run, steady state (10-90%) | {ss10:,.1f} | {ss10 / base10:.3f} |")
     print(f"| ancho run, first launch → all stored | {r10['stored_rate']:,.1f} | "
           f"{r10['stored_rate'] / base10:.3f} |\n")  # fmt: skip
 
@@ -174,7 +174,7 @@ def main() -> None:
     print(f"## Trivial model, {nt:,} sequences\n")
     print("| | sequences/s |\n|---|---:|")
     print(f"| multiprocessing.Pool({cores}), computed, not stored | {baset:,.0f} |")
-    print(f"| ancho run, steady state stored (10–90%) | {sst:,.0f} |")
+    print(f"| ancho run, steady state stored (10-90%) | {sst:,.0f} |")
     print(f"| ancho run, first launch → all stored | {rt['stored_rate']:,.0f} |")
     print(f"| ancho run, end to end incl. start and summary | {nt / rt['wall']:,.0f} |")
     print(f"\nSummary of {nt:,} sequences: {rt['summary_s']:.1f} s; wall {rt['wall']:.1f} s.\n")
