@@ -123,10 +123,9 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
 
     # --- pymesos callbacks ------------------------------------------------------------
     def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:
-        """First subscription: remember our FrameworkID for a restarted scheduler."""
+        """First subscription (the service stores the FrameworkID for a restart)."""
         self.driver = driver
         self.framework_id = framework_id["value"]
-        self.store.set_meta("framework_id", self.framework_id)
         log.info("registered as framework %s", self.framework_id)
         self.connected.set()
         self.handle(Subscribed(self.clock()))
@@ -134,7 +133,8 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
     def reregistered(self, driver: Any, master_info: Any) -> None:
         """Re-subscription within the failover timeout: reconcile what is in flight."""
         self.driver = driver
-        log.info("re-registered with master")
+        self.framework_id = driver.framework_id
+        log.info("re-registered with master as framework %s", self.framework_id)
         self.connected.set()
         self.handle(Subscribed(self.clock(), reregistered=True))
 

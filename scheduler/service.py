@@ -117,6 +117,15 @@ class SchedulerService:
             )
         )
 
+    def resume_active(self) -> list[str]:
+        """Submit every stored run that has not ended (after a scheduler restart)."""
+        resumed = []
+        for run in self.store.list_runs():
+            if run.state in ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING"):
+                self.submit(run)
+                resumed.append(run.id)
+        return resumed
+
     def kill(self, run_id: str) -> None:
         """Kill a run."""
         self.framework.handle(KillRun(run_id, time.time()))

@@ -53,7 +53,7 @@ class SummaryJob:
             # Linux applies nice() to the calling thread, and the JVM forked from it
             # inherits it: Spark's start then yields the cores to the executors.
             with contextlib.suppress(OSError):
-                os.nice(10)
+                os.nice(19)
             try:
                 self._spark()
             except Exception:
