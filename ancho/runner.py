@@ -13,12 +13,16 @@ import shlex
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .progress import ProgressBar
 from .spec import RunSpec
 from .store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from scheduler.service import SchedulerService
 
 log = logging.getLogger("ancho.run")
 
@@ -46,7 +50,7 @@ def run_local(
     store: Store,
     *,
     work_dir: Path,
-    on_created: object = None,
+    on_created: Callable[[RunRecord], None] | None = None,
     progress: TextIO | None = None,
 ) -> RunRecord:
     """Run ``spec`` to a terminal state on the embedded cluster; return the stored run.
@@ -62,7 +66,7 @@ def run_local(
     work_dir = work_dir.resolve()
     run = new_run(spec)
     store.create_run(run)
-    if callable(on_created):
+    if on_created is not None:
         on_created(run)
     job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
     if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
@@ -87,7 +91,7 @@ def run_local(
     return store.get_run(run.id)
 
 
-def _wait(store: Store, run_id: str, service: object, bar: ProgressBar | None) -> None:
+def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar | None) -> None:
     killed = False
     while True:
         try:
@@ -102,4 +106,4 @@ def _wait(store: Store, run_id: str, service: object, bar: ProgressBar | None) -
                 raise
             killed = True
             sys.stderr.write("\ninterrupted: killing the run (Ctrl-C again to abandon it)\n")
-            service.kill(run_id)  # type: ignore[attr-defined]
+            service.kill(run_id)
