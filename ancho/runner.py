@@ -70,22 +70,25 @@ def run_local(
         on_created(run)
     job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
     if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
-        job.warm_up()  # Spark's JVM starts while the sequences run
+        job.warm_up()  # Spark's JVM starts (at low priority) while the sequences run
     launch = ExecutorLaunch(
         command=executor_command(),
         environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},
         store_url_for=lambda _run_id: store.url,
     )
     bar = ProgressBar(progress, run.sequences) if progress is not None else None
-    with EmbeddedCluster(work_dir / "mesos") as cluster:
-        master = cluster.start()
-        service = SchedulerService(store, master, launch, job, config_from_env(), 60.0)
-        service.start()
-        try:
-            service.submit(run)
-            _wait(store, run.id, service, bar)
-        finally:
-            service.stop(failover=False)
+    try:
+        with EmbeddedCluster(work_dir / "mesos") as cluster:
+            master = cluster.start()
+            service = SchedulerService(store, master, launch, job, config_from_env(), 60.0)
+            service.start()
+            try:
+                service.submit(run)
+                _wait(store, run.id, service, bar)
+            finally:
+                service.stop(failover=False)
+    finally:
+        job.close()
     if bar is not None:
         bar.close(store.get_run(run.id))
     return store.get_run(run.id)

@@ -71,6 +71,7 @@ def test_restarted_scheduler_resumes_the_run(tmp_path: Path) -> None:
         finally:
             second.stop(failover=False)
 
+    job.close()
     final = store.get_run(run.id)
     assert final.state == "FINISHED", final.reason
     stored = list(store.iter_results(run.id))

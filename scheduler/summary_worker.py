@@ -1,0 +1,69 @@
+"""``python -m scheduler.summary_worker``: the process that holds Spark for summaries.
+
+Started by :class:`~scheduler.summary_job.SummaryJob` in a session of its own. It
+lowers its priority (its session's autogroup and its own nice value), starts Spark,
+rehearses one tiny summary, then answers requests: one JSON line in
+(``{"run_id", "store"}``), one JSON line out (``{"ok", "failed", "error"}``). It exits
+when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from ancho.store import Store
+
+from .summary_job import open_worker_store, rehearse, summarize_run
+
+log = logging.getLogger("ancho.summary")
+
+
+def lower_priority() -> None:
+    """Yield the CPU to executors: lowest autogroup priority (Linux) and nice 19."""
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as fh:
+        fh.write("19")
+    with contextlib.suppress(OSError):
+        os.nice(19)
+
+
+def main() -> None:
+    """Serve summary requests until stdin closes."""
+    parser = argparse.ArgumentParser(prog="ancho-summary-worker")
+    parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--work-dir", type=Path)
+    parser.add_argument("--cache-dir", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    lower_priority()
+    from ancho.spark import spark_session, stop_spark
+
+    spark = spark_session(args.master)
+    try:
+        rehearse(spark, args.work_dir)
+    except Exception:
+        log.exception("warm-up summary failed (the real one will tell)")
+    log.info("ready")
+    stores: dict[str, Store] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            store = open_worker_store(request["store"], stores)
+            outcome = summarize_run(store, request["run_id"], spark, args.work_dir, args.cache_dir)
+            reply = {"ok": outcome.ok, "failed": outcome.failed, "error": outcome.error}
+        except Exception as exc:
+            traceback.print_exc()
+            reply = {"ok": 0, "failed": 0, "error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    stop_spark()
+
+
+if __name__ == "__main__":
+    main()
