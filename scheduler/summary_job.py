@@ -45,7 +45,7 @@ def summarize_run(
         custom = _fresh_import(model_dir, model["summary"])
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-") as tmp:
         path = Path(tmp) / "results.parquet"
-        write_results_parquet(store.iter_results(run_id), path, ok_only=True)
+        store.export_ok_parquet(run_id, str(path))
         try:
             summary = compute_summary(spark, path, outputs, params=params, custom=custom)
         except SummaryError as exc:

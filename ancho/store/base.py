@@ -191,5 +191,16 @@ class Store(abc.ABC):
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or, with None, delete) a framework-wide value."""
 
+    def export_ok_parquet(self, run_id: str, path: str) -> int:
+        """Write the run's ok sequences to a Parquet file for the summary job.
+
+        Columns: ``sequence``, ``status``, one per output. Stores may override this with
+        a faster path; this one streams :meth:`iter_results` through pyarrow.
+        """
+        from ..parquet import write_results_parquet
+
+        ok = (r for r in self.iter_results(run_id) if r.status == "ok")
+        return write_results_parquet(ok, path, ok_only=True)
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

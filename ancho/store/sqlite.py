@@ -286,6 +286,53 @@ class SQLiteStore(Store):
             counts.by_attempt[attempt] = counts.by_attempt.get(attempt, 0) + n
         return counts
 
+    def export_ok_parquet(self, run_id: str, path: str) -> int:
+        """Columns straight from SQLite's JSON functions (C, ~10x faster than Python).
+
+        Falls back to the generic path when SQLite cannot read a row's JSON (non-finite
+        floats are written as NaN/Infinity, which SQLite before 3.42 rejects).
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = self.get_run(run_id).outputs or []
+        conn = self._conn()
+        where = "FROM results WHERE run_id=? AND status='ok'"
+        try:
+            kinds = [
+                conn.execute(
+                    f"SELECT max(json_type(outputs, '$.{n}')='real'),"
+                    f" max(json_type(outputs, '$.{n}')='integer') {where}",
+                    (run_id,),
+                ).fetchone()
+                for n in names  # names match [A-Za-z_][A-Za-z0-9_]*: safe in a JSON path
+            ]
+            types = [
+                pa.float64() if real else pa.int64() if integer else pa.bool_()
+                for real, integer in kinds
+            ]
+            fields = [pa.field("sequence", pa.int64(), False), pa.field("status", pa.string())]
+            schema = pa.schema(fields + [pa.field(n, t) for n, t in zip(names, types, strict=True)])
+            columns = "".join(f", json_extract(outputs, '$.{n}')" for n in names)
+            cursor = conn.execute(f"SELECT sequence{columns} {where} ORDER BY sequence", (run_id,))
+            total = 0
+            tmp = f"{path}.partial"
+            with pq.ParquetWriter(tmp, schema) as writer:
+                while rows := cursor.fetchmany(65536):
+                    cols = list(zip(*rows, strict=True))
+                    arrays = [pa.array(cols[0], pa.int64()), pa.array(["ok"] * len(rows))]
+                    for col, typ in zip(cols[1:], types, strict=True):
+                        # JSON true/false come back as 1/0: read as int8, then cast.
+                        raw = pa.array(col, pa.int8() if typ == pa.bool_() else typ)
+                        arrays.append(raw.cast(typ))
+                    writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                    total += len(rows)
+            Path(tmp).replace(path)
+            return total
+        except (sqlite3.Error, pa.ArrowException, TypeError, ValueError, OverflowError):
+            Path(f"{path}.partial").unlink(missing_ok=True)
+            return super().export_ok_parquet(run_id, path)
+
     # summaries ------------------------------------------------------------
     def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         """Store the summary (strict JSON: non-finite values are already null)."""
