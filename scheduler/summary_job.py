@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,8 +35,10 @@ def summarize_run(
     """Compute and store one run's summary with a Spark session; return final counts."""
     from ancho.summary import SummaryError, compute_summary
 
+    t0 = time.perf_counter()
     run = store.get_run(run_id)
     counts = store.count_results(run_id)
+    t_count = time.perf_counter()
     outputs = list(run.outputs or [])
     model = run.spec["model"]
     params = dict(run.spec.get("parameters", {}))
@@ -46,11 +49,16 @@ def summarize_run(
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-") as tmp:
         path = Path(tmp) / "results.parquet"
         store.export_ok_parquet(run_id, str(path))
+        t_export = time.perf_counter()
         try:
             summary = compute_summary(spark, path, outputs, params=params, custom=custom)
         except SummaryError as exc:
             return SummaryOutcome(counts.ok, counts.failed, exc.format_message())
     store.put_summary(run_id, summary)
+    log.info(
+        "summary of run %s: count %.2f s, export %.2f s, spark %.2f s",
+        run_id, t_count - t0, t_export - t_count, time.perf_counter() - t_export,
+    )  # fmt: skip
     return SummaryOutcome(counts.ok, counts.failed)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import sys
 import traceback
 from pathlib import Path
@@ -45,10 +46,13 @@ def main() -> None:
     from ancho.spark import spark_session, stop_spark
 
     spark = spark_session(args.master)
-    try:
-        rehearse(spark, args.work_dir)
-    except Exception:
-        log.exception("warm-up summary failed (the real one will tell)")
+    # The rehearsal only pays when it runs while the executors work; if a request is
+    # already waiting, the real summary warms the JVM just as well.
+    if not select.select([sys.stdin], [], [], 0)[0]:
+        try:
+            rehearse(spark, args.work_dir)
+        except Exception:
+            log.exception("warm-up summary failed (the real one will tell)")
     log.info("ready")
     stores: dict[str, Store] = {}
     for line in sys.stdin:
