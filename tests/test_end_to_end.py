@@ -6,6 +6,7 @@ compare with analytic answers within 4 standard errors.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
@@ -265,3 +266,19 @@ def test_missing_model_and_bad_json_exit_2(tmp_path: Path) -> None:
     )
     run = ancho("run", str(no_module), cwd=tmp_path)
     assert run.code == 1 and "nomodule" in run.stdout and "Traceback" not in run.stderr
+
+
+def test_tarball_model_source_relative_to_the_spec(tmp_path: Path) -> None:
+    import tarfile
+
+    with tarfile.open(tmp_path / "option.tar.gz", "w:gz") as tar:
+        tar.add(EXAMPLES / "option" / "model.py", arcname="option/model.py")
+    spec = json.loads((EXAMPLES / "option" / "ancho.json").read_text())
+    spec["model"]["source"] = "option.tar.gz"  # relative to the spec file's folder
+    spec["sequences"] = 300
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=elsewhere)
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    assert doc["ok"] == 300 and "black_scholes" in doc["custom"]  # setup and summarize ran
