@@ -49,6 +49,12 @@ def unb64(value: str) -> Any:
     return base64.b64decode(value)
 
 
+def running_report(status: Any) -> dict[str, Any]:
+    """The ``{"pid", "pgid", "env"}`` the test executor sends with TASK_RUNNING."""
+    report: dict[str, Any] = json.loads(unb64(status["data"]))
+    return report
+
+
 class Recorder(Scheduler):  # type: ignore[misc]
     """Records every callback as (kind, payload); tests poll the record."""
 
@@ -106,6 +112,10 @@ class Recorder(Scheduler):  # type: ignore[misc]
             "status",
             lambda s: s["task_id"]["value"] == task_id and (state is None or s["state"] == state),
         )
+
+    def reconciled(self, task_id: str) -> list[Any]:
+        """Updates for ``task_id`` that answered reconciliation (not executor updates)."""
+        return [s for s in self.statuses(task_id) if s.get("reason") == "REASON_RECONCILIATION"]
 
     def wait_status(self, task_id: str, state: str, timeout: float = TIMEOUT) -> Any:
         return wait_until(lambda: self.statuses(task_id, state), timeout, f"{task_id} {state}")[0]

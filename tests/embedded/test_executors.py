@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -20,7 +19,7 @@ from .conftest import (
     make_task,
     pid_alive,
     post,
-    unb64,
+    running_report,
     wait_until,
 )
 
@@ -97,7 +96,7 @@ def test_teardown_shuts_executors_down(
     offer = sched.new_offer()
     driver.launchTasks(offer["id"], [make_task(offer, "td", {"mode": "run"})])
     running = sched.wait_status("td", "TASK_RUNNING")
-    pgid = json.loads(unb64(running["data"]))["pgid"]
+    pgid = running_report(running)["pgid"]
     driver.stop()  # pymesos sends TEARDOWN
     driver.join()
     wait_until(lambda: not pid_alive(pgid), what="executor exit after TEARDOWN")
@@ -116,10 +115,7 @@ def test_stop_kills_every_executor(
             make_task(offer, "s2", {"mode": "run"}, executor_id="e2"),
         ],
     )
-    groups = [
-        json.loads(unb64(sched.wait_status(t, "TASK_RUNNING")["data"]))["pgid"]
-        for t in ("s1", "s2")
-    ]
+    groups = [running_report(sched.wait_status(t, "TASK_RUNNING"))["pgid"] for t in ("s1", "s2")]
     assert len(set(groups)) == 2
     started = time.monotonic()
     cluster.stop()

@@ -13,8 +13,10 @@ from ancho.embedded import EmbeddedCluster
 
 from .conftest import (
     DriverFactory,
+    Recorder,
     make_task,
     pid_alive,
+    running_report,
     unb64,
     wait_until,
 )
@@ -22,6 +24,16 @@ from .conftest import (
 
 def _offer_resources(offer: Any) -> dict[str, Any]:
     return {r["name"]: r for r in offer["resources"]}
+
+
+def _assert_no_new_offer(sched: Recorder, after: int, why: str) -> None:
+    """Fail with ``why`` if an offer beyond the first ``after`` arrives within 1 s."""
+    try:
+        offer = sched.new_offer(after=after, timeout=1.0)
+    except AssertionError as exc:
+        assert "timed out" in str(exc)
+        return
+    raise AssertionError(f"{why}: {offer}")
 
 
 def test_version(cluster: EmbeddedCluster) -> None:
@@ -53,7 +65,7 @@ def test_round_trip(cluster: EmbeddedCluster, start_framework: DriverFactory) ->
         assert status["executor_id"]["value"] == "exec-1"
         assert len(unb64(status["uuid"])) == 16
         assert isinstance(status["timestamp"], float)
-    info = json.loads(unb64(running["data"]))
+    info = running_report(running)
     env = info["env"]
     sandbox = Path(env["MESOS_DIRECTORY"])
     runs = cluster.work_dir / "slaves" / cluster.agent_id / "frameworks" / framework_id
@@ -76,7 +88,7 @@ def test_round_trip(cluster: EmbeddedCluster, start_framework: DriverFactory) ->
     assert offer2["executor_ids"] == [{"value": "exec-1"}]
     driver.launchTasks(offer2["id"], [make_task(offer2, "t2", {"result": "again"})])
     running2 = sched.wait_status("t2", "TASK_RUNNING")
-    assert json.loads(unb64(running2["data"]))["pid"] == info["pid"]
+    assert running_report(running2)["pid"] == info["pid"]
     sched.wait_status("t2", "TASK_FINISHED")
 
 
@@ -143,11 +155,7 @@ def test_decline_filter_revive_suppress(
     driver, sched = start_framework()
     offer = sched.new_offer()
     driver.declineOffer(offer["id"], {"refuse_seconds": 60})
-    try:
-        sched.new_offer(after=1, timeout=1.0)
-        raise AssertionError("declined resources were re-offered within refuse_seconds")
-    except AssertionError as exc:
-        assert "timed out" in str(exc)
+    _assert_no_new_offer(sched, 1, "declined resources were re-offered within refuse_seconds")
     driver.reviveOffers()
     offer2 = sched.new_offer(after=1, timeout=3)
     driver.declineOffer(offer2["id"], {"refuse_seconds": 0.3})
@@ -157,11 +165,7 @@ def test_decline_filter_revive_suppress(
     # An outstanding offer stays; declining it while suppressed brings no new ones.
     driver.declineOffer(sched.all("offer")[-1]["id"], {"refuse_seconds": 0})
     wait_until(lambda: True)
-    try:
-        sched.new_offer(after=count, timeout=1.0)
-        raise AssertionError("offers sent while suppressed")
-    except AssertionError as exc:
-        assert "timed out" in str(exc)
+    _assert_no_new_offer(sched, count, "offers sent while suppressed")
     driver.reviveOffers()
     sched.new_offer(after=count, timeout=3)
 
@@ -176,21 +180,18 @@ def test_reconciliation(cluster: EmbeddedCluster, start_framework: DriverFactory
     sched.wait_status("r1", "TASK_RUNNING")
     sched.wait_status("r2", "TASK_RUNNING")
 
-    def reconciled(task_id: str) -> list[Any]:
-        return [s for s in sched.statuses(task_id) if s.get("reason") == "REASON_RECONCILIATION"]
-
     driver.reconcileTasks([])
     for task_id in ("r1", "r2"):
-        status = wait_until(lambda t=task_id: reconciled(t), what=task_id)[0]
+        status = wait_until(lambda t=task_id: sched.reconciled(t), what=task_id)[0]
         assert status["state"] == "TASK_RUNNING"
         assert status["source"] == "SOURCE_MASTER"
         assert status["executor_id"]["value"] == "exec-1"
         assert "uuid" not in status
     driver.reconcileTasks([{"task_id": {"value": "r1"}}, {"task_id": {"value": "nope"}}])
-    wait_until(lambda: len(reconciled("r1")) == 2)
+    wait_until(lambda: len(sched.reconciled("r1")) == 2)
     unknown = sched.wait_status("nope", "TASK_LOST")
     assert unknown["reason"] == "REASON_RECONCILIATION"
-    assert len(reconciled("r2")) == 1  # explicit reconciliation only answers for r1
+    assert len(sched.reconciled("r2")) == 1  # explicit reconciliation only answers for r1
 
 
 def test_kill(cluster: EmbeddedCluster, start_framework: DriverFactory) -> None:
@@ -227,7 +228,7 @@ def test_executor_death(cluster: EmbeddedCluster, start_framework: DriverFactory
     offer = sched.new_offer()
     driver.launchTasks(offer["id"], [make_task(offer, "d1", {"mode": "run"}, cpus=2)])
     running = sched.wait_status("d1", "TASK_RUNNING")
-    pgid = json.loads(unb64(running["data"]))["pgid"]
+    pgid = running_report(running)["pgid"]
     os.killpg(pgid, signal.SIGKILL)
     failed = sched.wait_status("d1", "TASK_FAILED")
     assert failed["reason"] == "REASON_EXECUTOR_TERMINATED"

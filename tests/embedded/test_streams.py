@@ -20,15 +20,19 @@ from .conftest import (
     make_task,
     pid_alive,
     post,
-    unb64,
+    running_report,
     wait_until,
 )
 
 
-def _subscribe(address: str, **info: object) -> RawStream:
-    return RawStream(
-        address, {"type": "SUBSCRIBE", "subscribe": {"framework_info": framework_info(**info)}}
-    )
+def _subscribe(address: str, framework_id: str | None = None, **info: object) -> RawStream:
+    """SUBSCRIBE by hand; with ``framework_id`` as a (re-)subscription under that id."""
+    call: dict[str, object] = {"type": "SUBSCRIBE"}
+    if framework_id is not None:
+        call["framework_id"] = {"value": framework_id}
+        info["id"] = {"value": framework_id}
+    call["subscribe"] = {"framework_info": framework_info(**info)}
+    return RawStream(address, call)
 
 
 def test_recordio_records_split_anywhere() -> None:
@@ -110,14 +114,12 @@ def test_dropped_stream_resubscribes_and_keeps_tasks(
         offer = sched.new_offer()
         driver.launchTasks(offer["id"], [make_task(offer, "f1", {"mode": "run"})])
         running = sched.wait_status("f1", "TASK_RUNNING")
-        pid = json.loads(unb64(running["data"]))["pid"]
+        pid = running_report(running)["pid"]
         proxy.drop()
         sched.wait("disconnected")
         sched.wait("reregistered")
         driver.reconcileTasks([{"task_id": {"value": "f1"}}])
-        status = wait_until(
-            lambda: [s for s in sched.statuses("f1") if s.get("reason") == "REASON_RECONCILIATION"]
-        )[0]
+        status = wait_until(lambda: sched.reconciled("f1"))[0]
         assert status["state"] == "TASK_RUNNING"
         assert pid_alive(pid)
         assert not sched.all("executor_lost")
@@ -151,19 +153,12 @@ def test_failover_timeout_removes_framework(
     offer = sched.new_offer()
     driver.launchTasks(offer["id"], [make_task(offer, "ft", {"mode": "run"})])
     running = sched.wait_status("ft", "TASK_RUNNING")
-    pgid = json.loads(unb64(running["data"]))["pgid"]
+    pgid = running_report(running)["pgid"]
     driver.stop(failover=True)  # no TEARDOWN: the stream just goes away
     driver.join()
     wait_until(lambda: not pid_alive(pgid), what="the executor to be shut down")
     assert not group_alive(pgid)
-    again = RawStream(
-        cluster.address,
-        {
-            "type": "SUBSCRIBE",
-            "framework_id": {"value": framework_id},
-            "subscribe": {"framework_info": framework_info(id={"value": framework_id})},
-        },
-    )
+    again = _subscribe(cluster.address, framework_id)
     try:
         assert again.next_event()["error"]["message"] == "Framework has been removed"
     finally:

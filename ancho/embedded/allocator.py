@@ -1,0 +1,173 @@
+"""Offers: which resources are offered to whom, refusal filters, and allocation.
+
+The allocator owns the outstanding offers; the frameworks themselves (shared with
+the master, which adds and removes them) carry their offer ids, filters and
+suppression. Everything runs under the cluster lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .frameworks import Framework, OfferFilter
+from .protocol import JSON, event
+from .resources import Resources
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = ["Allocator", "Offer"]
+
+# Mesos' minimum allocatable amounts (master/constants.hpp): smaller leftovers are not
+# worth an offer.
+_MIN_CPUS = 0.01
+_MIN_MEM_MB = 32.0
+
+
+@dataclass(slots=True)
+class Offer:
+    """An outstanding offer of ``resources`` to one framework."""
+
+    offer_id: str
+    framework_id: str
+    resources: Resources
+
+
+class Allocator:
+    """Outstanding offers and the allocation of free agent resources to frameworks."""
+
+    def __init__(
+        self,
+        frameworks: dict[str, Framework],
+        *,
+        master_id: str,
+        host: str,
+        port: int,
+        default_refuse_s: float,
+    ) -> None:
+        # The master's own dict: frameworks it adds or removes are seen here at once.
+        self._frameworks = frameworks
+        self._master_id = master_id
+        self._host = host
+        self._port = port
+        self._default_refuse_s = default_refuse_s
+        self._offers: dict[str, Offer] = {}
+        self._next_offer = 0
+
+    # ------------------------------------------------------------ scheduler calls
+    def decline(self, framework: Framework, offer_ids: list[Any], filters: Any) -> None:
+        """DECLINE: drop the framework's named offers and filter their resources."""
+        declined = Resources()
+        for offer_id in offer_ids:
+            offer = self._offers.get(offer_id.get("value", ""))
+            if offer is not None and offer.framework_id == framework.framework_id:
+                declined = declined + offer.resources
+                self._remove_offer(offer)
+        self.add_filter(framework, declined, filters)
+
+    def take(self, framework: Framework, offer_ids: list[Any]) -> tuple[Resources, str | None]:
+        """ACCEPT: consume the named offers; return their pooled resources and a problem.
+
+        Every valid offer is consumed even when another is not, as in Mesos: the
+        problem (the last one found) then invalidates the whole call and the pooled
+        resources simply become available again.
+        """
+        pool = Resources()
+        problem: str | None = None
+        offers: list[Offer] = []
+        seen: set[str] = set()
+        for offer_id in offer_ids:
+            value = offer_id.get("value", "") if isinstance(offer_id, dict) else ""
+            offer = self._offers.get(value)
+            if value in seen:
+                problem = f"Offer {value} appears more than once"
+            elif offer is None or offer.framework_id != framework.framework_id:
+                problem = f"Offer {value} is no longer valid"
+            else:
+                offers.append(offer)
+            seen.add(value)
+        if not offer_ids:
+            problem = "No offers specified"
+        for offer in offers:
+            pool = pool + offer.resources
+            self._remove_offer(offer)
+        return pool, problem
+
+    def add_filter(
+        self, framework: Framework, refused: Resources, filters: Any, only_if_given: bool = False
+    ) -> None:
+        """Refuse ``refused`` to the framework for ``filters.refuse_seconds``.
+
+        ``only_if_given``: add no filter when the call had no ``filters`` (ACCEPT's
+        leftovers; see the package docstring for why this departs from Mesos).
+        """
+        if only_if_given and not isinstance(filters, dict):
+            return
+        seconds = self._default_refuse_s
+        if isinstance(filters, dict) and isinstance(filters.get("refuse_seconds"), int | float):
+            seconds = float(filters["refuse_seconds"])
+        if seconds > 0 and not refused.is_empty():
+            framework.filters.append(OfferFilter(refused, time.time() + seconds))
+
+    # ----------------------------------------------------------------- offers
+    def remove_offers(self, framework: Framework) -> None:
+        """Withdraw every outstanding offer of a framework (disconnect, failover, removal)."""
+        for offer_id in list(framework.offers):
+            offer = self._offers.get(offer_id)
+            if offer is not None:
+                self._remove_offer(offer)
+        framework.offers.clear()
+
+    def _remove_offer(self, offer: Offer) -> None:
+        self._offers.pop(offer.offer_id, None)
+        framework = self._frameworks.get(offer.framework_id)
+        if framework is not None:
+            framework.offers.discard(offer.offer_id)
+
+    def allocate(self, agent: Agent, now: float) -> None:
+        """Offer the agent's unallocated resources to the neediest eligible framework."""
+        offered = Resources()
+        for offer in self._offers.values():
+            offered = offered + offer.resources
+        available = agent.total - agent.used_resources() - offered
+        if available.scalar("cpus") < _MIN_CPUS and available.scalar("mem") < _MIN_MEM_MB:
+            return
+        candidates: list[tuple[float, str, Framework]] = []
+        for framework in self._frameworks.values():
+            framework.filters = [f for f in framework.filters if f.expires > now]
+            if framework.stream is None or framework.suppressed:
+                continue
+            if any(f.resources.contains(available) for f in framework.filters):
+                continue
+            share = agent.framework_cpus(framework.framework_id)
+            candidates.append((share, framework.framework_id, framework))
+        if not candidates:
+            return
+        # Dominant-resource fairness reduced to cpus on one agent: least used first.
+        framework = min(candidates, key=lambda c: (c[0], c[1]))[2]
+        offer_id = f"{self._master_id}-O{self._next_offer}"
+        self._next_offer += 1
+        self._offers[offer_id] = Offer(offer_id, framework.framework_id, available)
+        framework.offers.add(offer_id)
+        offer_json = self._offer_json(agent, offer_id, framework.framework_id, available)
+        framework.send(event("OFFERS", {"offers": [offer_json]}))
+
+    def _offer_json(
+        self, agent: Agent, offer_id: str, framework_id: str, resources: Resources
+    ) -> JSON:
+        host, port = self._host, self._port
+        return {
+            "id": {"value": offer_id},
+            "framework_id": {"value": framework_id},
+            "agent_id": {"value": agent.agent_id},
+            "hostname": host,
+            "url": {
+                "scheme": "http",
+                "address": {"hostname": host, "ip": host, "port": port},
+                "path": "/slave(1)",
+            },
+            "resources": resources.to_json(),
+            "executor_ids": [{"value": e} for e in agent.executor_ids(framework_id)],
+        }
