@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 WHEELS := .cache/wheels
 EXAMPLE ?= examples/pi
 
-.PHONY: install install-test run test lint typecheck pytest bench clean
+.PHONY: install install-test run test lint typecheck pytest bench clean cassandra cassandra-stop
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,20 @@ run: install
 	$(VENV)/bin/ancho run $(EXAMPLE)
 
 lint: install-test
-	$(VENV)/bin/ruff check ancho scheduler executor tests bench examples
-	$(VENV)/bin/ruff format --check ancho scheduler executor tests bench examples
+	$(VENV)/bin/ruff check ancho scheduler executor tests bench examples scripts
+	$(VENV)/bin/ruff format --check ancho scheduler executor tests bench examples scripts
 
 typecheck: install-test
 	$(VENV)/bin/mypy
 
-pytest: install-test
+# A real single-node Cassandra 5.0 from Maven Central (idempotent): .ancho/cassandra.url
+cassandra: install
+	$(PY) scripts/cassandra_node.py start
+
+cassandra-stop:
+	$(PY) scripts/cassandra_node.py stop
+
+pytest: install-test cassandra
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

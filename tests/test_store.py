@@ -1,4 +1,5 @@
-"""The SQLite result store, opened by URL on a temporary file."""
+"""The store contract, run against SQLite (a temporary file) and Cassandra (a fresh
+keyspace on the project's real Cassandra). A few SQLite-only tests come first."""
 
 from __future__ import annotations
 
@@ -37,8 +38,11 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ancho.db'}"
 
 
-@pytest.fixture
-def store(url: str) -> Iterator[Store]:
+@pytest.fixture(params=["sqlite", "cassandra"])
+def store(request: pytest.FixtureRequest, url: str) -> Iterator[Store]:
+    """The same tests against both stores."""
+    if request.param == "cassandra":
+        url = request.getfixturevalue("cassandra_url")
     s = open_store(url)
     yield s
     s.close()
@@ -58,6 +62,13 @@ def make_run(run_id: str = "r1", created_at: float = 1000.0, **kw: Any) -> RunRe
 
 def ok(seq: int, attempt: int = 1, **outputs: Any) -> SequenceResult:
     return SequenceResult(seq, "ok", outputs or {"x": float(seq)}, None, attempt, 0.25)
+
+
+def with_run(store: Store, *run_ids: str, sequences: int = 100_000) -> Store:
+    """Results belong to a run: create the runs a test writes to."""
+    for run_id in run_ids:
+        store.create_run(make_run(run_id, sequences=sequences))
+    return store
 
 
 def failed(seq: int, attempt: int = 1) -> SequenceResult:
@@ -236,6 +247,7 @@ def test_register_outputs_of_unknown_run_is_not_found(store: Store) -> None:
 
 
 def test_write_and_read_results(store: Store) -> None:
+    with_run(store, "r1")
     store.write_results("r1", [ok(0), failed(1), ok(2, attempt=3)])
     got = list(store.iter_results("r1"))
     assert got == [ok(0), failed(1), ok(2, attempt=3)]
@@ -244,6 +256,7 @@ def test_write_and_read_results(store: Store) -> None:
 
 
 def test_rewriting_sequences_replaces_them_latest_wins(store: Store) -> None:
+    with_run(store, "r1")
     store.write_results("r1", [failed(i, attempt=1) for i in range(10)])
     store.write_results("r1", [ok(i, attempt=2) for i in range(5, 10)])
     store.write_results("r1", [ok(i, attempt=2) for i in range(5, 10)])  # again: no duplicates
@@ -257,14 +270,19 @@ def test_rewriting_sequences_replaces_them_latest_wins(store: Store) -> None:
 
 
 def test_results_of_runs_are_separate(store: Store) -> None:
+    with_run(store, "a", "b")
     store.write_results("a", [ok(0), ok(1)])
     store.write_results("b", [ok(0, y=9)])
     assert [r.outputs for r in store.iter_results("b")] == [{"y": 9}]
     assert store.count_results("a").ok == 2
-    assert store.count_results("none").ok == 0
+    with pytest.raises(NotFound):
+        store.count_results("none")
+    with pytest.raises(NotFound):
+        list(store.iter_results("none"))
 
 
 def test_iter_results_pages_across_the_page_boundary_in_order(store: Store) -> None:
+    with_run(store, "r1")
     n = 25_000
     order = list(range(n))
     random.Random(1).shuffle(order)
@@ -276,6 +294,7 @@ def test_iter_results_pages_across_the_page_boundary_in_order(store: Store) -> N
 
 
 def test_iter_results_pages_over_sparse_sequences(store: Store) -> None:
+    with_run(store, "r1")
     store.write_results("r1", [ok(i) for i in range(0, 60_000, 2)])  # 30,000 rows with gaps
     seqs = [r.sequence for r in store.iter_results("r1")]
     assert seqs == list(range(0, 60_000, 2))
@@ -285,6 +304,7 @@ def test_iter_results_pages_over_sparse_sequences(store: Store) -> None:
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A store with sequences 0..24,999 of run r1 (shared: tests only read it)."""
     s = open_store(f"sqlite:///{tmp_path_factory.mktemp('filled') / 'ancho.db'}")
+    with_run(s, "r1", sequences=25_000)
     s.write_results("r1", [ok(i) for i in range(25_000)])
     yield s
     s.close()
@@ -305,6 +325,7 @@ def test_iter_results_can_be_consumed_lazily(filled: Store) -> None:
 
 
 def test_floats_round_trip_exactly(store: Store) -> None:
+    with_run(store, "r1")
     rnd = random.Random(7)
     values = [float_from_bits(rnd.getrandbits(64)) for _ in range(2_000)]
     values += [float_from_bits(rnd.getrandbits(52)) for _ in range(200)]  # subnormals
@@ -322,12 +343,14 @@ def test_floats_round_trip_exactly(store: Store) -> None:
 
 
 def test_negative_zero_keeps_its_sign(store: Store) -> None:
+    with_run(store, "r1")
     store.write_results("r1", [ok(0, z=-0.0)])
     (r,) = store.iter_results("r1")
     assert math.copysign(1.0, r.outputs["z"]) == -1.0
 
 
 def test_ints_and_bools_keep_their_types(store: Store) -> None:
+    with_run(store, "r1")
     store.write_results("r1", [ok(0, i=3, big=2**63 + 1, neg=-5, t=True, f=False, one=1.0)])
     (r,) = store.iter_results("r1")
     assert r.outputs == {"i": 3, "big": 2**63 + 1, "neg": -5, "t": True, "f": False, "one": 1.0}
@@ -335,13 +358,14 @@ def test_ints_and_bools_keep_their_types(store: Store) -> None:
 
 
 def test_duration_and_attempt_are_stored(store: Store) -> None:
+    with_run(store, "r1")
     store.write_results("r1", [SequenceResult(4, "ok", {"x": 1}, None, 3, 1.125)])
     (r,) = store.iter_results("r1")
     assert (r.attempt, r.duration_s) == (3, 1.125)
 
 
 def test_concurrent_writer_processes_lose_no_rows(url: str) -> None:
-    open_store(url).close()  # create the schema first
+    with_run(open_store(url), "r1").close()  # the schema and the run first
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     procs = [
@@ -359,6 +383,8 @@ def test_concurrent_writer_processes_lose_no_rows(url: str) -> None:
 
 
 def test_threads_share_one_store(store: Store) -> None:
+    with_run(store, "r1")
+
     def work(lo: int) -> None:
         for i in range(lo, lo + 500, 25):
             store.write_results("r1", [ok(j) for j in range(i, i + 25)])

@@ -6,7 +6,16 @@ import os
 from pathlib import Path
 
 from ..errors import StoreError
-from .base import TERMINAL_STATES, BatchRecord, Counts, Event, RunRecord, RunState, Store
+from .base import (
+    TERMINAL_STATES,
+    BatchRecord,
+    Counts,
+    Event,
+    RunRecord,
+    RunState,
+    Store,
+    UserRecord,
+)
 from .sqlite import SQLiteStore
 
 #: Where ``ancho run`` keeps results when neither --store nor ANCHO_STORE says otherwise.
@@ -21,6 +30,7 @@ __all__ = [
     "RunRecord",
     "RunState",
     "Store",
+    "UserRecord",
     "default_store_url",
     "open_store",
 ]
@@ -42,7 +52,9 @@ def open_store(url: str | None = None) -> Store:
     if url.startswith("sqlite://"):
         raise StoreError(f"{url}: SQLite URLs look like sqlite:///path/to.db")
     if url.startswith("cassandra://"):
-        raise StoreError(f"{url}: the Cassandra store is not available in this version")
+        from .cassandra import CassandraStore  # late: the driver takes ~0.3 s to import
+
+        return CassandraStore(url)
     if "://" not in url:
         return SQLiteStore(url)
     raise StoreError(f"{url}: unknown store URL (use sqlite:///path or cassandra://host/keyspace)")

@@ -102,6 +102,17 @@ class BatchRecord:
     agent_id: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class UserRecord:
+    """A user: the SHA-256 of their API token, and the store URL their runs live in."""
+
+    name: str
+    token_sha256: str
+    store: str
+    created_at: float
+    revoked: bool = False
+
+
 @dataclass(slots=True)
 class Counts:
     """Stored sequences of a run by status."""
@@ -190,6 +201,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or, with None, delete) a framework-wide value."""
+
+    # users (tokens for the REST API; stored hashed) -------------------------
+    @abc.abstractmethod
+    def put_user(self, user: UserRecord) -> None:
+        """Insert or replace a user record."""
+
+    @abc.abstractmethod
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name."""
 
     def export_ok_parquet(self, run_id: str, path: str) -> int:
         """Write the run's ok sequences to a Parquet file for the summary job.

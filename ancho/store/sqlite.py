@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import NotFound, StoreError
 from ..results import SequenceResult
-from .base import BatchRecord, Counts, Event, RunRecord, Store
+from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord
 
 SCHEMA_VERSION = 1
 _PAGE = 10_000
@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS events (
     source TEXT NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, id);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, store TEXT NOT NULL,
+    created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
     attempt INTEGER NOT NULL, executor_id TEXT NOT NULL, agent_id TEXT NOT NULL,
@@ -249,6 +253,7 @@ class SQLiteStore(Store):
         self, run_id: str, start: int = 0, stop: int | None = None
     ) -> Iterator[SequenceResult]:
         """Results in sequence order, a page at a time (keyset pagination)."""
+        self.get_run(run_id)  # NotFound for an unknown run, as every store does
         upper = stop if stop is not None else 2**63 - 1
         cursor = start
         conn = self._conn()
@@ -273,6 +278,7 @@ class SQLiteStore(Store):
 
     def count_results(self, run_id: str) -> Counts:
         """Stored sequences by status and by attempt."""
+        self.get_run(run_id)
         counts = Counts()
         rows = self._conn().execute(
             "SELECT status, attempt, count(*) FROM results WHERE run_id=? GROUP BY status, attempt",
@@ -372,6 +378,20 @@ class SQLiteStore(Store):
             (run_id, after),
         )
         return [Event(*row) for row in rows]
+
+    # users ----------------------------------------------------------------
+    def put_user(self, user: UserRecord) -> None:
+        """Insert or replace a user."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO users VALUES (?,?,?,?,?)",
+                (user.name, user.token_sha256, user.store, user.created_at, int(user.revoked)),
+            )
+
+    def list_users(self) -> list[UserRecord]:
+        """Users by name."""
+        rows = self._conn().execute("SELECT * FROM users ORDER BY name")
+        return [UserRecord(n, t, s, c, bool(r)) for n, t, s, c, r in rows]
 
     # batches and meta -----------------------------------------------------
     def put_batch(self, batch: BatchRecord) -> None:

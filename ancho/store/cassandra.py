@@ -1,0 +1,547 @@
+"""Cassandra store: where a cluster's results live (``cassandra://user:pass@host:port/ks``).
+
+Schema, designed for the access paths:
+
+* ``results`` is partitioned by ``(run_id, bucket)`` with ``bucket = sequence // 10000``
+  and clustered by ``sequence``: a partition holds at most 10,000 rows (~1 MB), reads in
+  sequence order walk the buckets in order, and a batch of writes for one bucket is a
+  single-partition unlogged batch.
+* ``runs``, ``summaries``, ``batches`` (in flight), ``events`` (per run, by id) and ``meta``
+  (the schema version, the framework ID) are small.
+
+Writes are idempotent upserts keyed by (run, sequence); prepared statements go through a
+token-aware policy; writes run with bounded concurrency and reads are paged. Driver
+errors become :class:`~ancho.errors.StoreError` with what went wrong in words.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import NotFound, StoreError
+from ..results import SequenceResult
+from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord
+
+SCHEMA_VERSION = 1
+BUCKET = 10_000
+_BATCH_ROWS = 50
+_CONCURRENCY = 32
+_FETCH = 5000
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}\Z")
+
+_TABLES = {
+    "meta": "CREATE TABLE IF NOT EXISTS {ks}.meta (key text PRIMARY KEY, value text)",
+    "runs": (
+        "CREATE TABLE IF NOT EXISTS {ks}.runs (id text PRIMARY KEY, name text, owner text,"
+        " state text, spec text, seed bigint, sequences bigint, outputs text, ok bigint,"
+        " failed bigint, running bigint, reason text, created_at double, started_at double,"
+        " finished_at double, kill_requested boolean, next_index bigint)"
+    ),
+    "results": (
+        "CREATE TABLE IF NOT EXISTS {ks}.results (run_id text, bucket bigint, sequence bigint,"
+        " status text, outputs text, error text, attempt int, duration_s double,"
+        " PRIMARY KEY ((run_id, bucket), sequence)) WITH CLUSTERING ORDER BY (sequence ASC)"
+    ),
+    "summaries": (
+        "CREATE TABLE IF NOT EXISTS {ks}.summaries (run_id text PRIMARY KEY, summary text)"
+    ),
+    "events": (
+        "CREATE TABLE IF NOT EXISTS {ks}.events (run_id text, id bigint, ts double, source text,"
+        " level text, message text, PRIMARY KEY (run_id, id))"
+    ),
+    "batches": (
+        "CREATE TABLE IF NOT EXISTS {ks}.batches (run_id text, task_id text, start bigint,"
+        " stop bigint, attempt int, executor_id text, agent_id text,"
+        " PRIMARY KEY (run_id, task_id))"
+    ),
+    "users": (
+        "CREATE TABLE IF NOT EXISTS {ks}.users (name text PRIMARY KEY, token_sha256 text,"
+        " store text, created_at double, revoked boolean)"
+    ),
+}
+_RUN_COLUMNS = (
+    "id, name, owner, state, spec, seed, sequences, outputs, ok, failed, running, reason,"
+    " created_at, started_at, finished_at, kill_requested, next_index"
+)
+_RUN_FIELDS = frozenset(
+    {"name", "owner", "state", "outputs", "ok", "failed", "running", "reason", "started_at",
+     "finished_at", "kill_requested", "next_index"}
+)  # fmt: skip
+
+
+@dataclass(slots=True, frozen=True)
+class CassandraURL:
+    """A parsed ``cassandra://[user:pass@]host[:port][,host…]/keyspace``."""
+
+    hosts: tuple[str, ...]
+    port: int
+    keyspace: str
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> CassandraURL:
+        """Parse or raise StoreError naming what is wrong."""
+        parts = urlsplit(url)
+        if parts.scheme != "cassandra":
+            raise StoreError(f"{url}: not a cassandra:// URL")
+        netloc = parts.netloc
+        userinfo, _, hostlist = netloc.rpartition("@")
+        username = password = None
+        if userinfo:
+            user, _, pw = userinfo.partition(":")
+            username, password = unquote(user), unquote(pw)
+        hosts: list[str] = []
+        port = 9042
+        for item in hostlist.split(","):
+            host, _, p = item.partition(":")
+            if not host:
+                raise StoreError(f"{_redact(url)}: no host")
+            hosts.append(host)
+            if p:
+                if not p.isdigit():
+                    raise StoreError(f"{_redact(url)}: port {p!r} is not a number")
+                port = int(p)
+        keyspace = parts.path.strip("/")
+        if not _NAME.match(keyspace):
+            raise StoreError(f"{_redact(url)}: keyspace {keyspace!r} must match [a-z][a-z0-9_]*")
+        return cls(tuple(hosts), port, keyspace, username, password)
+
+    def with_credentials(self, username: str, password: str, keyspace: str) -> str:
+        """The URL for another role and keyspace on the same cluster."""
+        hosts = ",".join(self.hosts)
+        return f"cassandra://{username}:{password}@{hosts}:{self.port}/{keyspace}"
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _describe_driver_error(url: str, exc: Exception) -> StoreError:
+    """Turn a driver exception into a sentence a person can act on."""
+    from cassandra.cluster import NoHostAvailable
+
+    from cassandra import AuthenticationFailed, Unauthorized  # type: ignore[attr-defined]
+
+    where = _redact(url)
+    if isinstance(exc, NoHostAvailable):
+        errors = list(exc.errors.values())
+        if any(isinstance(e, AuthenticationFailed) for e in errors):
+            return StoreError(f"{where}: authentication failed (wrong user or password)")
+        if errors and all(isinstance(e, Unauthorized) for e in errors):
+            return StoreError(f"{where}: not authorised: {errors[0]}")
+        if errors and not any(isinstance(e, OSError | ConnectionError) for e in errors):
+            return StoreError(f"{where}: Cassandra refused the request: {errors[0]}")
+        return StoreError(f"{where}: cannot reach Cassandra ({exc.args[0]})")
+    if isinstance(exc, AuthenticationFailed):
+        return StoreError(f"{where}: authentication failed (wrong user or password)")
+    if isinstance(exc, Unauthorized):
+        return StoreError(f"{where}: not authorised: {exc}")
+    return StoreError(f"{where}: Cassandra error: {type(exc).__name__}: {exc}")
+
+
+class CassandraStore(Store):
+    """The store in one Cassandra keyspace."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+        self.url = url
+        self.config = CassandraURL.parse(url)
+        c = self.config
+        auth = PlainTextAuthProvider(c.username, c.password) if c.username else None
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+            request_timeout=30.0,
+        )
+        try:
+            self._cluster = Cluster(
+                list(c.hosts),
+                port=c.port,
+                auth_provider=auth,
+                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                connect_timeout=connect_timeout,
+                protocol_version=5,
+            )
+        except Exception as exc:  # e.g. UnresolvableContactPoints
+            raise StoreError(
+                f"{_redact(url)}: cannot reach Cassandra ({type(exc).__name__}: {exc})"
+            ) from None
+        self._event_ids = itertools.count()
+        self._lock = threading.Lock()
+        try:
+            self.session = self._cluster.connect()
+            self._ensure_schema()
+            self._prepare()
+        except StoreError:
+            self._cluster.shutdown()
+            raise
+        except Exception as exc:
+            self._cluster.shutdown()
+            raise _describe_driver_error(url, exc) from None
+
+    # --- schema -----------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        """Create missing tables (needs CREATE) or check they exist; check the version."""
+        ks = self.config.keyspace
+        keyspace = self.session.execute(
+            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)
+        ).one()
+        if keyspace is None:
+            try:
+                self.session.execute(
+                    f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication ="
+                    " {'class': 'SimpleStrategy', 'replication_factor': 1}"
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"{_redact(self.url)}: keyspace {ks} does not exist and this role cannot"
+                    f" create it ({type(exc).__name__}); ask an admin to run"
+                    f" `ancho user add`"
+                ) from None
+        existing = {
+            row.table_name
+            for row in self.session.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,)
+            )
+        }
+        missing = [t for t in _TABLES if t not in existing]
+        for table in missing:
+            try:
+                self.session.execute(_TABLES[table].format(ks=ks))
+            except Exception as exc:
+                raise StoreError(
+                    f"{_redact(self.url)}: table {ks}.{table} is missing and this role cannot"
+                    f" create it ({type(exc).__name__}); an admin opening this store with"
+                    f" this version of Ancho creates it"
+                ) from None
+        row = self.session.execute(
+            f"SELECT value FROM {ks}.meta WHERE key = 'schema_version'"
+        ).one()
+        if row is None:
+            self.session.execute(
+                f"INSERT INTO {ks}.meta (key, value) VALUES ('schema_version', %s)",
+                (str(SCHEMA_VERSION),),
+            )
+        elif int(row.value) > SCHEMA_VERSION:
+            raise StoreError(
+                f"{_redact(self.url)}: keyspace {ks} has schema version {row.value}, newer"
+                f" than this Ancho understands ({SCHEMA_VERSION}); upgrade Ancho"
+            )
+
+    def _prepare(self) -> None:
+        ks = self.config.keyspace
+        p = self.session.prepare
+        self._insert_result = p(
+            f"INSERT INTO {ks}.results (run_id, bucket, sequence, status, outputs, error,"
+            " attempt, duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._select_results = p(
+            f"SELECT sequence, status, outputs, error, attempt, duration_s FROM {ks}.results"
+            " WHERE run_id = ? AND bucket = ? AND sequence >= ? AND sequence < ?"
+        )
+        self._select_status = p(
+            f"SELECT status, attempt FROM {ks}.results WHERE run_id = ? AND bucket = ?"
+        )
+        self._select_run = p(f"SELECT {_RUN_COLUMNS} FROM {ks}.runs WHERE id = ?")
+        self._insert_event = p(
+            f"INSERT INTO {ks}.events (run_id, id, ts, source, level, message)"
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        for stmt in (self._insert_result, self._insert_event):
+            stmt.is_idempotent = True
+
+    def _ks(self) -> str:
+        return self.config.keyspace
+
+    def _run_sql(self, query: str, params: Any = None) -> Any:
+        try:
+            return self.session.execute(query, params)
+        except Exception as exc:
+            raise _describe_driver_error(self.url, exc) from None
+
+    def close(self) -> None:
+        """Shut the driver down."""
+        self._cluster.shutdown()
+
+    # --- runs -------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> None:
+        """Insert a new run."""
+        inserted = self._run_sql(
+            f"INSERT INTO {self._ks()}.runs ({_RUN_COLUMNS}) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " IF NOT EXISTS",
+            (run.id, run.name, run.owner, run.state, json.dumps(run.spec), run.seed,
+             run.sequences, None if run.outputs is None else json.dumps(run.outputs), run.ok,
+             run.failed, run.running, run.reason, run.created_at or time.time(),
+             run.started_at, run.finished_at, run.kill_requested, run.next_index),
+        )  # fmt: skip
+        if not inserted.was_applied:
+            raise StoreError(f"{_redact(self.url)}: a run {run.id!r} exists already")
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run, or NotFound."""
+        row = self._run_sql(self._select_run, (run_id,)).one()
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in {_redact(self.url)}")
+        return _run(row)
+
+    def list_runs(self, owner: str | None = None) -> list[RunRecord]:
+        """Runs, newest first (a small table: read whole)."""
+        runs = [_run(r) for r in self._run_sql(f"SELECT {_RUN_COLUMNS} FROM {self._ks()}.runs")]
+        if owner is not None:
+            runs = [r for r in runs if r.owner == owner]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set some fields; NotFound if the run does not exist (IF EXISTS)."""
+        unknown = set(fields) - _RUN_FIELDS
+        if unknown:
+            raise ValueError(f"not run fields: {sorted(unknown)}")
+        if "outputs" in fields and fields["outputs"] is not None:
+            fields["outputs"] = json.dumps(fields["outputs"])
+        if "kill_requested" in fields:
+            fields["kill_requested"] = bool(fields["kill_requested"])
+        cols = ", ".join(f"{k} = %s" for k in fields)
+        result = self._run_sql(
+            f"UPDATE {self._ks()}.runs SET {cols} WHERE id = %s IF EXISTS",
+            (*fields.values(), run_id),
+        )
+        if not result.was_applied:
+            raise NotFound(f"no run {run_id!r} in {_redact(self.url)}")
+
+    def register_outputs(self, run_id: str, names: Sequence[str]) -> list[str]:
+        """First writer wins (a lightweight transaction)."""
+        self.get_run(run_id)  # an LWT on a missing row would create it
+        self._run_sql(
+            f"UPDATE {self._ks()}.runs SET outputs = %s WHERE id = %s IF outputs = null",
+            (json.dumps(list(names)), run_id),
+        )
+        recorded = self.get_run(run_id).outputs
+        if recorded is None:
+            raise NotFound(f"no run {run_id!r} in {_redact(self.url)}")
+        return recorded
+
+    # --- results ----------------------------------------------------------------------
+    def write_results(self, run_id: str, results: Sequence[SequenceResult]) -> None:
+        """Unlogged batches of rows of one partition, sent with bounded concurrency."""
+        from cassandra.concurrent import execute_concurrent
+        from cassandra.query import BatchStatement, BatchType
+
+        by_bucket: dict[int, list[SequenceResult]] = {}
+        for r in results:
+            by_bucket.setdefault(r.sequence // BUCKET, []).append(r)
+        statements = []
+        insert = self._insert_result
+        for bucket, rows in by_bucket.items():
+            for i in range(0, len(rows), _BATCH_ROWS):
+                batch = BatchStatement(BatchType.UNLOGGED)
+                for r in rows[i : i + _BATCH_ROWS]:
+                    batch.add(insert, (run_id, bucket, r.sequence, r.status,
+                                       json.dumps(r.outputs, separators=(",", ":")),
+                                       None if r.error is None else json.dumps(r.error),
+                                       r.attempt, r.duration_s))  # fmt: skip
+                batch.is_idempotent = True
+                statements.append((batch, ()))
+        try:
+            outcome = execute_concurrent(
+                self.session, statements, concurrency=_CONCURRENCY, raise_on_first_error=True
+            )
+        except Exception as exc:
+            raise _describe_driver_error(self.url, exc) from None
+        for ok, err in outcome:
+            if not ok:
+                raise _describe_driver_error(self.url, err)
+
+    def iter_results(
+        self, run_id: str, start: int = 0, stop: int | None = None
+    ) -> Iterator[SequenceResult]:
+        """Results in sequence order: bucket by bucket, each read in pages."""
+        if stop is None:
+            stop = self.get_run(run_id).sequences
+        self._select_results.fetch_size = _FETCH
+        for bucket in range(start // BUCKET, (stop - 1) // BUCKET + 1 if stop > 0 else 0):
+            lo = max(start, bucket * BUCKET)
+            hi = min(stop, (bucket + 1) * BUCKET)
+            rows = self._run_sql(self._select_results, (run_id, bucket, lo, hi))
+            for seq, status, outputs, error, attempt, duration in rows:
+                yield SequenceResult(
+                    sequence=seq,
+                    status=status,
+                    outputs=json.loads(outputs),
+                    error=None if error is None else json.loads(error),
+                    attempt=attempt,
+                    duration_s=duration,
+                )
+
+    def count_results(self, run_id: str) -> Counts:
+        """Counts by status and attempt, reading every bucket's status column concurrently."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        sequences = self.get_run(run_id).sequences
+        buckets = [(run_id, b) for b in range((sequences + BUCKET - 1) // BUCKET)]
+        counts = Counts()
+        self._select_status.fetch_size = _FETCH
+        try:
+            outcome = execute_concurrent_with_args(
+                self.session, self._select_status, buckets, concurrency=_CONCURRENCY,
+                results_generator=True,
+            )  # fmt: skip
+            for ok, rows in outcome:
+                if not ok:
+                    raise rows
+                for status, attempt in rows:
+                    if status == "ok":
+                        counts.ok += 1
+                    else:
+                        counts.failed += 1
+                    counts.by_attempt[attempt] = counts.by_attempt.get(attempt, 0) + 1
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _describe_driver_error(self.url, exc) from None
+        return counts
+
+    # --- summaries, events, batches, meta ----------------------------------------------
+    def put_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        """Store the summary (strict JSON)."""
+        self._run_sql(
+            f"INSERT INTO {self._ks()}.summaries (run_id, summary) VALUES (%s, %s)",
+            (run_id, json.dumps(summary, allow_nan=False)),
+        )
+
+    def get_summary(self, run_id: str) -> dict[str, Any] | None:
+        """The stored summary, if any."""
+        row = self._run_sql(
+            f"SELECT summary FROM {self._ks()}.summaries WHERE run_id = %s", (run_id,)
+        ).one()
+        if row is None:
+            return None
+        summary: dict[str, Any] = json.loads(row.summary)
+        return summary
+
+    def append_events(self, run_id: str, events: Iterable[tuple[str, str, str]]) -> None:
+        """Append log lines; ids are microsecond timestamps with a per-process counter."""
+        now = time.time()
+        for source, level, message in events:
+            with self._lock:
+                event_id = int(now * 1_000_000) * 1000 + next(self._event_ids) % 1000
+            self._run_sql(self._insert_event, (run_id, event_id, now, source, level, message))
+
+    def iter_events(self, run_id: str, after: int = 0) -> list[Event]:
+        """Log lines after id ``after``."""
+        rows = self._run_sql(
+            f"SELECT id, run_id, ts, source, level, message FROM {self._ks()}.events"
+            " WHERE run_id = %s AND id > %s",
+            (run_id, after),
+        )
+        return [Event(*row) for row in rows]
+
+    def put_batch(self, batch: BatchRecord) -> None:
+        """Remember a launched batch."""
+        self._run_sql(
+            f"INSERT INTO {self._ks()}.batches (run_id, task_id, start, stop, attempt,"
+            " executor_id, agent_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (batch.run_id, batch.task_id, batch.start, batch.stop, batch.attempt,
+             batch.executor_id, batch.agent_id),
+        )  # fmt: skip
+
+    def delete_batch(self, run_id: str, task_id: str) -> None:
+        """Forget a finished batch."""
+        self._run_sql(
+            f"DELETE FROM {self._ks()}.batches WHERE run_id = %s AND task_id = %s",
+            (run_id, task_id),
+        )
+
+    def list_batches(self, run_id: str) -> list[BatchRecord]:
+        """Batches in flight."""
+        rows = self._run_sql(
+            f"SELECT run_id, task_id, start, stop, attempt, executor_id, agent_id"
+            f" FROM {self._ks()}.batches WHERE run_id = %s",
+            (run_id,),
+        )
+        return [BatchRecord(*row) for row in rows]
+
+    def put_user(self, user: UserRecord) -> None:
+        """Insert or replace a user."""
+        self._run_sql(
+            f"INSERT INTO {self._ks()}.users (name, token_sha256, store, created_at, revoked)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (user.name, user.token_sha256, user.store, user.created_at, user.revoked),
+        )
+
+    def list_users(self) -> list[UserRecord]:
+        """Users by name."""
+        rows = self._run_sql(
+            f"SELECT name, token_sha256, store, created_at, revoked FROM {self._ks()}.users"
+        )
+        return sorted((UserRecord(*r) for r in rows), key=lambda u: u.name)
+
+    def provision_user(self, name: str, password: str) -> str:
+        """Create the user's keyspace, tables and login role with SELECT and MODIFY on that
+        keyspace only; return the user's store URL. Needs an admin (superuser) store."""
+        keyspace = f"ancho_{name}"
+        self._run_sql(
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication ="
+            " {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        admin_url = self.config.with_credentials(
+            self.config.username or "", self.config.password or "", keyspace
+        )
+        CassandraStore(admin_url).close()  # creates the tables as the admin
+        exists = self._run_sql("SELECT role FROM system_auth.roles WHERE role = %s", (name,))
+        verb = "ALTER" if exists.one() else "CREATE"
+        self._run_sql(f"{verb} ROLE {name} WITH PASSWORD = %s AND LOGIN = true", (password,))
+        for permission in ("SELECT", "MODIFY"):
+            self._run_sql(f"GRANT {permission} ON KEYSPACE {keyspace} TO {name}")
+        return self.config.with_credentials(name, password, keyspace)
+
+    def disable_role(self, name: str) -> None:
+        """Stop a user's role from logging in (their data stays)."""
+        self._run_sql(f"ALTER ROLE {name} WITH LOGIN = false")
+
+    def get_meta(self, key: str) -> str | None:
+        """A framework-wide value."""
+        row = self._run_sql(f"SELECT value FROM {self._ks()}.meta WHERE key = %s", (key,)).one()
+        return None if row is None else str(row.value)
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set or delete a framework-wide value."""
+        if value is None:
+            self._run_sql(f"DELETE FROM {self._ks()}.meta WHERE key = %s", (key,))
+        else:
+            self._run_sql(
+                f"INSERT INTO {self._ks()}.meta (key, value) VALUES (%s, %s)", (key, value)
+            )
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        name=row.name,
+        spec=json.loads(row.spec),
+        seed=row.seed,
+        sequences=row.sequences,
+        state=row.state,
+        owner=row.owner,
+        outputs=None if row.outputs is None else json.loads(row.outputs),
+        ok=row.ok or 0,
+        failed=row.failed or 0,
+        running=row.running or 0,
+        reason=row.reason,
+        created_at=row.created_at or 0.0,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        kill_requested=bool(row.kill_requested),
+        next_index=row.next_index or 0,
+    )
