@@ -213,6 +213,42 @@ def kill(run_id: str, store_url: str | None) -> None:
     click.echo(f"run {run_id}: kill requested")
 
 
+@cli.group()
+def user() -> None:
+    """Users: API tokens and (with Cassandra) a keyspace and role each."""
+
+
+@user.command("add")
+@click.argument("name")
+@store_option
+def user_add(name: str, store_url: str | None) -> None:
+    """Create a user; prints {"user", "token", "store"} (the token is shown only once)."""
+    from .users import add_user
+
+    click.echo(json.dumps(add_user(_store(store_url), name)))
+
+
+@user.command("list")
+@store_option
+def user_list(store_url: str | None) -> None:
+    """Users (without secrets), one JSON object a line."""
+    from .users import list_users
+
+    for u in list_users(_store(store_url)):
+        click.echo(json.dumps(u))
+
+
+@user.command("revoke")
+@click.argument("name")
+@store_option
+def user_revoke(name: str, store_url: str | None) -> None:
+    """Revoke a user's token and stop their role from logging in."""
+    from .users import revoke_user
+
+    revoke_user(_store(store_url), name)
+    click.echo(f"user {name} revoked")
+
+
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.stderr.write(f"ancho: error: {message}\n")
     sys.exit(code)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from .errors import StoreError
 from .progress import ProgressBar
 from .spec import RunSpec
 from .store import RunRecord, Store
@@ -96,9 +97,24 @@ def run_local(
 
 def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar | None) -> None:
     killed = False
+    patience = float(os.environ.get("ANCHO_STORE_PATIENCE_S", "120"))
+    unreachable_since: float | None = None
     while True:
         try:
-            record = store.get_run(run_id)
+            try:
+                record = store.get_run(run_id)
+            except StoreError as exc:
+                # A store that restarts comes back; one that does not ends the run here.
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since > patience:
+                    raise StoreError(
+                        f"{exc.message}; unreachable for {patience:.0f} s, so run {run_id} is"
+                        " abandoned (sequences already stored are kept)"
+                    ) from None
+                time.sleep(1.0)
+                continue
+            unreachable_since = None
             if bar is not None:
                 bar.update(record)
             if record.done:

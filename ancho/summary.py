@@ -92,14 +92,15 @@ class SummaryError(Exception):
 
 def compute_summary(
     spark: SparkSession,
-    parquet_path: str | Path,
+    parquet_path: str | Path | DataFrame,
     outputs: Sequence[str],
     *,
     params: Mapping[str, Any] | None = None,
     custom: CustomSummary | None = None,
     accuracy: int = DEFAULT_ACCURACY,
 ) -> dict[str, Any]:
-    """Summarise the ok rows of the results file at ``parquet_path``.
+    """Summarise the ok rows of the results file at ``parquet_path`` (or of a DataFrame
+    with the same columns).
 
     ``outputs`` names the outputs to summarise, in the order they appear in the summary;
     one missing from the file (no ok sequence produced it) gets ``count`` 0 and nulls.
@@ -107,10 +108,13 @@ def compute_summary(
     Returns ``{"outputs": {...}, "custom": {...}}`` as described in the module docstring.
     Raises :class:`SummaryError` if the file cannot be read or the Spark job fails.
     """
-    try:
-        df = spark.read.parquet(str(parquet_path))
-    except AnalysisException as exc:
-        raise SummaryError(f"cannot read results file {parquet_path}: {exc}") from exc
+    if isinstance(parquet_path, DataFrame):  # e.g. read from Cassandra by the connector
+        df = parquet_path
+    else:
+        try:
+            df = spark.read.parquet(str(parquet_path))
+        except AnalysisException as exc:
+            raise SummaryError(f"cannot read results file {parquet_path}: {exc}") from exc
     if "status" in df.columns:
         df = df.filter(F.col("status") == "ok")
 

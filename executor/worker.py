@@ -25,7 +25,9 @@ from .status import StatusReporter
 
 log = logging.getLogger("ancho.executor")
 
-_STORE_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0)
+# Backoff between store write attempts: about a minute in all, long enough for a
+# restarted Cassandra node to come back.
+_STORE_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
 
 
 @dataclass(slots=True, frozen=True)

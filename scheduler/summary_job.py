@@ -33,6 +33,8 @@ def summarize_run(
     store: Store, run_id: str, spark: Any, work_dir: Path | None, cache_dir: Path
 ) -> SummaryOutcome:
     """Compute and store one run's summary with a Spark session; return final counts."""
+    from ancho.cassandra_spark import results_frame
+    from ancho.store.cassandra import CassandraStore
     from ancho.summary import SummaryError, compute_summary
 
     t0 = time.perf_counter()
@@ -47,11 +49,16 @@ def summarize_run(
         model_dir = materialize(model["source"], cache_dir / "models")
         custom = _fresh_import(model_dir, model["summary"])
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-") as tmp:
-        path = Path(tmp) / "results.parquet"
-        store.export_ok_parquet(run_id, str(path))
+        source: Any
+        if isinstance(store, CassandraStore):
+            # Spark reads Cassandra itself, as the run owner's role.
+            source = results_frame(spark, store, run_id)
+        else:
+            source = Path(tmp) / "results.parquet"
+            store.export_ok_parquet(run_id, str(source))
         t_export = time.perf_counter()
         try:
-            summary = compute_summary(spark, path, outputs, params=params, custom=custom)
+            summary = compute_summary(spark, source, outputs, params=params, custom=custom)
         except SummaryError as exc:
             return SummaryOutcome(counts.ok, counts.failed, exc.format_message())
     store.put_summary(run_id, summary)

@@ -43,9 +43,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     lower_priority()
+    from ancho.cassandra_spark import connector_jars
     from ancho.spark import spark_session, stop_spark
 
-    spark = spark_session(args.master)
+    # The connector rides along whenever it was fetched: which store a run uses is only
+    # known per request, and jars cannot be added to a running JVM.
+    spark = spark_session(args.master, jars=connector_jars())
     # The rehearsal only pays when it runs while the executors work; if a request is
     # already waiting, the real summary warms the JVM just as well.
     if not select.select([sys.stdin], [], [], 0)[0]:

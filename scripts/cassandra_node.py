@@ -82,17 +82,25 @@ def log(message: str) -> None:
     sys.stderr.write(f"cassandra: {message}\n")
 
 
-def fetch() -> None:
-    """Cassandra's jars from Maven Central into .cache/cassandra/lib (once)."""
-    if LIB.is_dir() and any(LIB.glob("cassandra-all-*.jar")):
-        return
-    log("fetching cassandra-all and its dependencies from Maven Central")
+SPARK_JARS = ROOT / ".cache" / "spark-jars"
+
+
+def _maven_copy(pom: Path, into: Path) -> None:
     subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(ROOT / "cassandra" / "pom.xml"),
-         f"-Dmaven.repo.local={ROOT / '.cache' / 'm2'}", "dependency:copy-dependencies",
-         f"-DoutputDirectory={LIB}", "-DincludeScope=runtime"],
+        ["mvn", "-q", "-B", "-f", str(pom), f"-Dmaven.repo.local={ROOT / '.cache' / 'm2'}",
+         "dependency:copy-dependencies", f"-DoutputDirectory={into}", "-DincludeScope=runtime"],
         check=True,
     )  # fmt: skip
+
+
+def fetch() -> None:
+    """Cassandra's jars, and the Spark connector's, from Maven Central (once, cached)."""
+    if not (LIB.is_dir() and any(LIB.glob("cassandra-all-*.jar"))):
+        log("fetching cassandra-all and its dependencies from Maven Central")
+        _maven_copy(ROOT / "cassandra" / "pom.xml", LIB)
+    if not (SPARK_JARS.is_dir() and any(SPARK_JARS.glob("spark-cassandra-connector_*.jar"))):
+        log("fetching the Spark Cassandra connector from Maven Central")
+        _maven_copy(ROOT / "cassandra" / "spark-connector-pom.xml", SPARK_JARS)
 
 
 def write_config() -> Path:
@@ -270,6 +278,7 @@ def start(timeout: float) -> None:
     HOME.mkdir(parents=True, exist_ok=True)
     pid = running_pid()
     if pid is not None and cql_open():
+        fetch()
         log(f"running (pid {pid}); admin URL in {URL_FILE}")
         setup_admin()
         return

@@ -154,7 +154,11 @@ class CassandraStore(Store):
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+        from cassandra.policies import (
+            DCAwareRoundRobinPolicy,
+            ExponentialReconnectionPolicy,
+            TokenAwarePolicy,
+        )
 
         self.url = url
         self.config = CassandraURL.parse(url)
@@ -172,6 +176,8 @@ class CassandraStore(Store):
                 execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                 connect_timeout=connect_timeout,
                 protocol_version=5,
+                # Reconnect within seconds of a restarted node, not the default minutes.
+                reconnection_policy=ExponentialReconnectionPolicy(0.5, 4.0),
             )
         except Exception as exc:  # e.g. UnresolvableContactPoints
             raise StoreError(
@@ -336,7 +342,7 @@ class CassandraStore(Store):
     def write_results(self, run_id: str, results: Sequence[SequenceResult]) -> None:
         """Unlogged batches of rows of one partition, sent with bounded concurrency."""
         from cassandra.concurrent import execute_concurrent
-        from cassandra.query import BatchStatement, BatchType
+        from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
         by_bucket: dict[int, list[SequenceResult]] = {}
         for r in results:
@@ -347,9 +353,10 @@ class CassandraStore(Store):
             for i in range(0, len(rows), _BATCH_ROWS):
                 batch = BatchStatement(BatchType.UNLOGGED)
                 for r in rows[i : i + _BATCH_ROWS]:
+                    # UNSET, not null: a null would write a tombstone per ok row.
+                    error = UNSET_VALUE if r.error is None else json.dumps(r.error)
                     batch.add(insert, (run_id, bucket, r.sequence, r.status,
-                                       json.dumps(r.outputs, separators=(",", ":")),
-                                       None if r.error is None else json.dumps(r.error),
+                                       json.dumps(r.outputs, separators=(",", ":")), error,
                                        r.attempt, r.duration_s))  # fmt: skip
                 batch.is_idempotent = True
                 statements.append((batch, ()))
