@@ -260,6 +260,10 @@ def _configure_logging() -> None:
     logging.basicConfig(level=level, format="ancho: %(levelname)s %(name)s: %(message)s")
     # pymesos adds its own INFO handler at import; keep it as quiet as ours.
     logging.getLogger("pymesos").setLevel(level)
+    # The Cassandra driver logs connection failures as warnings with tracebacks; the
+    # CLI reports them once, as a sentence, through StoreError.
+    if level not in ("DEBUG", "INFO"):
+        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pymesos import Scheduler, decode_data, encode_data
 
+from ancho.errors import AnchoError
 from ancho.results import SequenceResult
 from ancho.store import BatchRecord, Store
 
@@ -118,6 +119,8 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             for command in commands:
                 try:
                     self._execute(command)
+                except AnchoError as exc:  # the store refused or is away: say it once
+                    log.warning("%s not carried out: %s", type(command).__name__, exc)
                 except Exception:
                     log.exception("command %s failed", type(command).__name__)
 
@@ -285,7 +288,14 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         try:
             outcome = self.summarize(run_id)
         except Exception as exc:
-            log.exception("summary of run %s failed", run_id)
-            counts = self.store.count_results(run_id)
-            outcome = SummaryOutcome(counts.ok, counts.failed, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, AnchoError):
+                log.warning("summary of run %s failed: %s", run_id, exc)
+            else:
+                log.exception("summary of run %s failed", run_id)
+            try:
+                counts = self.store.count_results(run_id)
+                ok, failed = counts.ok, counts.failed
+            except AnchoError:
+                ok = failed = 0  # the store is away: the run's last counts stand
+            outcome = SummaryOutcome(ok, failed, f"{type(exc).__name__}: {exc}")
         self.handle(SummaryDone(run_id, outcome.ok, outcome.failed, self.clock(), outcome.error))

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from ancho.errors import AnchoError
 from ancho.store import RunRecord, Store
 
 from .events import KillRun, Range, RunInfo, Submit, Tick
@@ -137,6 +138,8 @@ class SchedulerService:
                 try:
                     if self.store.get_run(run_id).kill_requested:
                         self.kill(run_id)
+                except AnchoError as exc:  # e.g. the store restarting: try again next tick
+                    log.warning("checking run %s for a kill request: %s", run_id, exc)
                 except Exception:
                     log.exception("checking run %s for a kill request", run_id)
             self.framework.handle(Tick(now))
