@@ -49,8 +49,9 @@ pytest: install-test cassandra
 
 test: lint typecheck pytest
 
-bench: install
+bench: install cassandra
 	$(PY) bench/run_bench.py
+	$(PY) bench/cassandra_bench.py
 
 clean:
 	rm -rf $(VENV) .ancho build *.egg-info
