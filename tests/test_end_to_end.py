@@ -282,3 +282,20 @@ def test_tarball_model_source_relative_to_the_spec(tmp_path: Path) -> None:
     assert run.code == 0, run.stderr
     doc = run.json()
     assert doc["ok"] == 300 and "black_scholes" in doc["custom"]  # setup and summarize ran
+
+
+def test_users_with_the_sqlite_store(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'u.db'}"
+    added = ancho("user", "add", "dana", "--store", store, cwd=tmp_path)
+    assert added.code == 0, added.stderr
+    user = added.json()
+    assert user["user"] == "dana" and user["store"] == store and len(user["token"]) >= 40
+    again = ancho("user", "add", "dana", "--store", store, cwd=tmp_path)
+    assert again.code == 2 and "exists already" in again.stderr
+    bad = ancho("user", "add", "Not A Name", "--store", store, cwd=tmp_path)
+    assert bad.code == 2 and "must match" in bad.stderr
+    assert ancho("user", "revoke", "dana", "--store", store, cwd=tmp_path).code == 0
+    listed = ancho("user", "list", "--store", store, cwd=tmp_path).jsonl()
+    assert listed == [{"user": "dana", "revoked": True, "created_at": listed[0]["created_at"],
+                       "store": store}]  # fmt: skip
+    assert user["token"] not in ancho("user", "list", "--store", store, cwd=tmp_path).stdout
