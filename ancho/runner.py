@@ -60,6 +60,8 @@ def run_local(
     Ctrl-C kills the run and waits for it to end.
     """
     from ancho.embedded import EmbeddedCluster
+    from ancho.embedded.containerizer import ProcessContainerizer
+    from ancho.embedded.docker_containerizer import DockerContainerizer
     from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService, config_from_env
     from scheduler.summary_job import SummaryJob
@@ -79,7 +81,8 @@ def run_local(
     )
     bar = ProgressBar(progress, run.sequences) if progress is not None else None
     try:
-        with EmbeddedCluster(work_dir / "mesos") as cluster:
+        containerizers = (ProcessContainerizer(), DockerContainerizer())
+        with EmbeddedCluster(work_dir / "mesos", containerizers=containerizers) as cluster:
             master = cluster.start()
             service = SchedulerService(store, master, launch, job, config_from_env(), 60.0)
             service.start()

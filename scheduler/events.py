@@ -27,6 +27,7 @@ class RunInfo:
     containerizer: str = "process"
     image: str = "ancho/executor:latest"
     network: str = "none"
+    mounts: tuple[str, ...] = ()  # host folders a container executor needs, read-only
 
 
 @dataclass(slots=True, frozen=True)

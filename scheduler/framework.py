@@ -54,6 +54,8 @@ log = logging.getLogger("ancho.scheduler")
 
 #: Framework message that asks an idle executor to exit (see executor.mesos).
 STOP_MESSAGE = b"stop"
+#: Where Mesos' Docker containerizer mounts the sandbox.
+DOCKER_SANDBOX = "/mnt/mesos/sandbox"
 
 
 @dataclass(slots=True, frozen=True)
@@ -270,6 +272,22 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 _scalar("mem", run.mem_mb - PREFETCH * TASK_MEM_MB),
             ],
         }
+        if run.containerizer == "docker":
+            # The image's entrypoint is ancho-executor; its cache lives in the sandbox.
+            env["ANCHO_CACHE_DIR"] = f"{DOCKER_SANDBOX}/cache"
+            info["command"] = {
+                "shell": False,
+                "environment": {
+                    "variables": [{"name": k, "value": v} for k, v in sorted(env.items())]
+                },
+            }
+            info["container"] = {
+                "type": "DOCKER",
+                "docker": {"image": run.image, "network": "HOST"},
+                "volumes": [
+                    {"host_path": m, "container_path": m, "mode": "RO"} for m in run.mounts
+                ],
+            }
         if self.framework_id:
             info["framework_id"] = {"value": self.framework_id}
         return info

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ancho.errors import AnchoError
@@ -42,7 +43,16 @@ def run_info(run: RunRecord) -> RunInfo:
         containerizer=ex.get("containerizer", "process"),
         image=ex.get("image", "ancho/executor:latest"),
         network=ex.get("network", "none"),
+        mounts=_local_mounts(spec.get("model", {}).get("source", "")),
     )
+
+
+def _local_mounts(source: str) -> tuple[str, ...]:
+    """The host folder of a local model source (a container must see it)."""
+    path = Path(source.removeprefix("file://"))
+    if "://" in source.removeprefix("file://") or not path.is_absolute():
+        return ()
+    return (str(path if path.is_dir() else path.parent),)
 
 
 def config_from_env() -> SchedulerConfig:

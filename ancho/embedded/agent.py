@@ -174,7 +174,9 @@ class Agent:
         task_id = task_info["task_id"]["value"]
         executor = self._executors.get((framework_id, executor_id))
         if executor is None:
-            executor = self._new_executor(framework_info, executor_info, executor_resources)
+            executor = self._new_executor(
+                framework_info, executor_info, executor_resources, task_resources
+            )
         task = _Task(task_info, task_resources)
         executor.tasks[task_id] = task
         if executor.state == "TERMINATING":
@@ -186,7 +188,9 @@ class Agent:
             executor.stream.send(event("LAUNCH", {"task": task_info}))
             task.launched = True
 
-    def _new_executor(self, framework_info: JSON, info: JSON, resources: Resources) -> _Executor:
+    def _new_executor(
+        self, framework_info: JSON, info: JSON, resources: Resources, first_task: Resources
+    ) -> _Executor:
         framework_id = framework_info["id"]["value"]
         executor_id = info["executor_id"]["value"]
         container_id = str(uuid.uuid4())
@@ -214,6 +218,13 @@ class Agent:
             command=info.get("command", {}),
             container=info.get("container"),
             environment=self._environment(executor),
+            cpus=resources.scalar("cpus") + first_task.scalar("cpus"),
+            mem_mb=resources.scalar("mem") + first_task.scalar("mem"),
+            labels={
+                "ancho.mesos.framework": framework_id,
+                "ancho.mesos.executor": executor_id,
+                "ancho.mesos.container": container_id,
+            },
         )
         thread = threading.Thread(
             target=self._run_container,

@@ -48,6 +48,9 @@ class ContainerSpec:
     command: dict[str, Any]  # CommandInfo
     container: dict[str, Any] | None  # ContainerInfo, None when absent
     environment: dict[str, str]  # the MESOS_* variables the agent sets
+    cpus: float = 0.0  # executor + first task: what a container's limits are set from
+    mem_mb: float = 0.0
+    labels: dict[str, str] | None = None  # framework/executor ids, for `docker ps`
 
 
 class Container(Protocol):
