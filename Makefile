@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 WHEELS := .cache/wheels
 EXAMPLE ?= examples/pi
 
-.PHONY: install install-test run test lint typecheck pytest bench clean cassandra cassandra-stop
+.PHONY: install install-test run test lint typecheck pytest bench clean cassandra cassandra-stop docker image
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,15 @@ cassandra: install
 cassandra-stop:
 	$(PY) scripts/cassandra_node.py stop
 
-pytest: install-test cassandra
+# A running Docker engine (Debian's docker.io, installed if missing), idempotent.
+docker:
+	bash scripts/docker_engine.sh
+
+# ancho/base (debootstrap + docker import, no registry) and ancho/executor:<version>.
+image: install docker
+	bash docker/build-images.sh
+
+pytest: install-test cassandra image
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

@@ -12,7 +12,8 @@ with an ExecutorInfo whose ContainerInfo has type DOCKER, through the ``docker``
 * The container's output is copied into the sandbox's ``stdout``/``stderr`` files; the
   container is removed when the executor exits, is killed, or the agent stops.
 * A missing image or a failed ``docker run`` is a :class:`LaunchError` (the agent
-  reports TASK_FAILED with REASON_CONTAINER_LAUNCH_FAILED).
+  reports TASK_FAILED with REASON_CONTAINER_LAUNCH_FAILED). Images are never pulled:
+  unlike a Mesos agent, the embedded one assumes no registry.
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ class DockerContainerizer:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.mem_mb > 0:
             kwargs["mem_limit"] = f"{int(spec.mem_mb)}m"
+        try:
+            # Never pull: the embedded agent runs images this machine has (no registry
+            # is assumed reachable); `make image` builds Ancho's.
+            client.images.get(image)
+        except ImageNotFound:
+            raise LaunchError(
+                f"image {image!r} not found on this machine (build it with `make image`)"
+            ) from None
+        except APIError as exc:
+            raise LaunchError(f"docker image {image}: {exc.explanation or exc}") from None
         try:
             container = client.containers.run(image, command, **kwargs)
         except ImageNotFound:

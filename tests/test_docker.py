@@ -1,0 +1,126 @@
+"""Docker executors: the executor image run by the embedded agent's Docker containerizer.
+
+Real dockerd (started by scripts/docker_engine.sh), real images (docker/build-images.sh),
+real Cassandra as the store (containers reach it over the host network).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from e2e import ANCHO, EXAMPLES, MODELS, REPO, ancho, run_id_of, write_spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def executor_image() -> str:
+    """Start the engine and build the images (both idempotent; rebuilds reuse layers)."""
+    for script in ("scripts/docker_engine.sh", "docker/build-images.sh"):
+        proc = subprocess.run(["bash", str(REPO / script)], cwd=REPO, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            pytest.fail(f"{script} failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    return "ancho/executor:latest"
+
+
+@pytest.fixture
+def user_store(cassandra_admin_url: str, tmp_path: Path) -> str:
+    """A fresh Cassandra user's store URL."""
+    name = f"dock_{uuid.uuid4().hex[:8]}"
+    out = ancho("user", "add", name, "--store", cassandra_admin_url, cwd=tmp_path)
+    assert out.code == 0, out.stderr
+    url: str = out.json()["store"]
+    return url
+
+
+def _containers() -> list[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=ancho.mesos.executor"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.split()
+
+
+def test_docker_and_process_give_identical_outputs(
+    executor_image: str, user_store: str, tmp_path: Path
+) -> None:
+    args = ["run", str(EXAMPLES / "option"), "--sequences", "2000", "--store", user_store]
+    process = ancho(*args, "--containerizer", "process", "--json", cwd=tmp_path)
+    docker = ancho(*args, "--containerizer", "docker", "--json", cwd=tmp_path)
+    assert process.code == 0 and docker.code == 0, process.stderr + docker.stderr
+    a = ancho("results", run_id_of(process), "--store", user_store, cwd=tmp_path).stdout
+    b = ancho("results", run_id_of(docker), "--store", user_store, cwd=tmp_path).stdout
+    assert a == b and len(a.splitlines()) == 2000
+    assert docker.json()["custom"]["black_scholes"] == process.json()["custom"]["black_scholes"]
+    assert _containers() == []  # no container outlives its run
+
+
+def test_executor_runs_unprivileged_within_its_limits(
+    executor_image: str, user_store: str, tmp_path: Path
+) -> None:
+    spec = {
+        "model": {"source": str(MODELS / "inside"), "entrypoint": "model:simulate"},
+        "sequences": 20,
+        "resources": {"cpus": 1.0, "mem_mb": 768},
+        "executor": {"containerizer": "docker"},
+    }
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--store", user_store, "--json",
+                cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run.stderr
+    rows = ancho("results", run_id_of(run), "--store", user_store, cwd=tmp_path).jsonl()
+    seen = rows[0]["outputs"]
+    assert seen["uid"] == 1000  # the image's user, not root
+    # --memory and --cpus from the executor's resources (spec minus nothing: ~768 MB, ~1 cpu)
+    assert 760 * 2**20 <= seen["mem_limit"] <= 768 * 2**20
+    assert 0.95 <= seen["cpu_quota"] / seen["cpu_period"] <= 1.0
+
+
+def test_missing_image_fails_the_run_with_the_reason(
+    executor_image: str, user_store: str, tmp_path: Path
+) -> None:
+    spec = {
+        "model": {"source": str(EXAMPLES / "pi"), "entrypoint": "model:simulate"},
+        "sequences": 100,
+        "executor": {"containerizer": "docker", "image": "ancho/no-such-image:1"},
+    }
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--store", user_store, cwd=tmp_path)
+    assert run.code == 1
+    status = ancho("status", run_id_of(run), "--store", user_store, cwd=tmp_path).json()
+    assert status["state"] == "FAILED"
+    assert "REASON_CONTAINER_LAUNCH_FAILED" in status["reason"]
+    assert "ancho/no-such-image:1" in status["reason"] and "not found" in status["reason"]
+    assert _containers() == []
+
+
+def test_kill_in_the_middle_leaves_no_container(
+    executor_image: str, user_store: str, tmp_path: Path
+) -> None:
+    spec = {
+        "model": {"source": str(MODELS / "slow"), "entrypoint": "model:simulate"},
+        "parameters": {"sleep_s": 0.02},
+        "sequences": 100000,
+        "executor": {"containerizer": "docker"},
+    }
+    proc = subprocess.Popen([ANCHO, "run", str(write_spec(tmp_path, spec)), "--store", user_store],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None
+    rid = proc.stdout.readline().split()[1]
+    deadline = time.monotonic() + 120
+    while not _containers() or ancho("status", rid, "--store", user_store,
+                                     cwd=tmp_path).json()["counts"]["ok"] == 0:  # fmt: skip
+        assert time.monotonic() < deadline and proc.poll() is None, "never ran in Docker"
+        time.sleep(0.5)
+    assert ancho("kill", rid, "--store", user_store, cwd=tmp_path).code == 0
+    assert proc.wait(timeout=120) == 1
+    status = ancho("status", rid, "--store", user_store, cwd=tmp_path).json()
+    assert status["state"] == "KILLED"
+    assert _containers() == []
+
+
+def test_docker_with_the_sqlite_store_is_refused_clearly(tmp_path: Path) -> None:
+    run = ancho("run", str(EXAMPLES / "pi"), "--containerizer", "docker", cwd=tmp_path)
+    assert run.code == 2 and "cassandra://" in run.stderr and "Traceback" not in run.stderr
