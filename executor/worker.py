@@ -17,6 +17,7 @@ from typing import Any
 
 from ancho.errors import AnchoError, ModelError
 from ancho.model import LoadedModel, OutputNames, materialize, run_sequences
+from ancho.requirements import activate, install
 from ancho.results import SequenceResult
 from ancho.store import Store, open_store
 
@@ -124,6 +125,8 @@ class BatchWorker:
             run = store.get_run(self.config.run_id)
             model = run.spec["model"]
             model_dir = materialize(model["source"], self.config.cache_dir / "models")
+            if model.get("requirements"):
+                activate(install(model_dir / model["requirements"], self.config.cache_dir))
             self._seed = run.seed
             self._model = LoadedModel.load(
                 model_dir, model["entrypoint"], run.spec.get("parameters", {}), model.get("setup")

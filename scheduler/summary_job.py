@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from ancho.model import materialize, resolve
 from ancho.parquet import write_results_parquet
+from ancho.requirements import activate, install
 from ancho.store import Store, open_store
 
 from .framework import SummaryOutcome
@@ -47,6 +48,8 @@ def summarize_run(
     custom = None
     if model.get("summary"):
         model_dir = materialize(model["source"], cache_dir / "models")
+        if model.get("requirements"):
+            activate(install(model_dir / model["requirements"], cache_dir))
         custom = _fresh_import(model_dir, model["summary"])
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-") as tmp:
         source: Any

@@ -299,3 +299,37 @@ def test_users_with_the_sqlite_store(tmp_path: Path) -> None:
     assert listed == [{"user": "dana", "revoked": True, "created_at": listed[0]["created_at"],
                        "store": store}]  # fmt: skip
     assert user["token"] not in ancho("user", "list", "--store", store, cwd=tmp_path).stdout
+
+
+def test_requirements_installed_once_and_cached(tmp_path: Path) -> None:
+    spec = {
+        "model": {"source": str(MODELS / "needs_tomli_w"), "entrypoint": "model:simulate",
+                  "requirements": "requirements.txt"},
+        "sequences": 50,
+    }  # fmt: skip
+    path = write_spec(tmp_path, spec)
+    first = ancho("run", str(path), "--json", cwd=tmp_path)
+    assert first.code == 0, first.stderr
+    envs = tmp_path / ".ancho" / "cache" / "envs"
+    (env,) = [p for p in envs.iterdir() if p.is_dir()]
+    assert (env / "tomli_w").is_dir()
+    stamp = env.stat().st_mtime_ns
+    second = ancho("run", str(path), "--json", cwd=tmp_path)
+    assert second.code == 0 and second.json()["ok"] == 50
+    assert [p for p in envs.iterdir() if p.is_dir()] == [env]  # nothing installed again
+    assert env.stat().st_mtime_ns == stamp
+
+
+def test_failed_requirements_install_fails_the_run_with_pips_message(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.py").write_text((MODELS / "flaky" / "model.py").read_text())
+    (model / "requirements.txt").write_text("this is not a requirement line !!\n")
+    spec = {"model": {"source": str(model), "entrypoint": "model:simulate",
+                      "requirements": "requirements.txt"}, "sequences": 1000}  # fmt: skip
+    run = ancho("run", str(write_spec(tmp_path, spec)), cwd=tmp_path)
+    assert run.code == 1 and "Traceback" not in run.stderr
+    status = ancho("status", run_id_of(run), cwd=tmp_path).json()
+    assert status["state"] == "FAILED"
+    assert "installing requirements.txt failed" in status["reason"]
+    assert "Invalid requirement" in status["reason"]  # pip's own words
