@@ -28,18 +28,11 @@ REPO = HERE.parent
 ANCHO = str(Path(sys.executable).parent / "ancho")
 sys.path.insert(0, str(REPO))
 
+from common import new_user  # noqa: E402
+
 from ancho.model import LoadedModel, OutputNames, run_sequences  # noqa: E402
 from ancho.store import open_store  # noqa: E402
 from ancho.store.cassandra import BUCKET, CassandraStore  # noqa: E402
-
-
-def new_user(admin: str) -> str:
-    """A fresh user's store URL."""
-    name = f"bench_{int(time.time() * 1000) % 10**9}"
-    out = subprocess.run([ANCHO, "user", "add", name, "--store", admin], capture_output=True,
-                         text=True, check=True)  # fmt: skip
-    url: str = json.loads(out.stdout)["store"]
-    return url
 
 
 def ancho_ingest(url: str, n: int) -> tuple[float, str]:

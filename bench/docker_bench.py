@@ -26,17 +26,10 @@ REPO = HERE.parent
 ANCHO = str(Path(sys.executable).parent / "ancho")
 sys.path.insert(0, str(REPO))
 
+from common import new_user  # noqa: E402
+
 from ancho.store import open_store  # noqa: E402
 from ancho.store.cassandra import CassandraStore  # noqa: E402
-
-
-def new_user(admin: str) -> str:
-    """A fresh user's store URL."""
-    name = f"dbench_{int(time.time() * 1000) % 10**9}"
-    out = subprocess.run([ANCHO, "user", "add", name, "--store", admin], capture_output=True,
-                         text=True, check=True)  # fmt: skip
-    url: str = json.loads(out.stdout)["store"]
-    return url
 
 
 def timed_run(url: str, model: str, params: dict[str, float], n: int, containerizer: str):  # type: ignore[no-untyped-def]

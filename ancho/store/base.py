@@ -8,6 +8,7 @@ sequence, so a retried batch never duplicates or loses a sequence.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -120,6 +121,20 @@ class Counts:
     ok: int = 0
     failed: int = 0
     by_attempt: dict[int, int] = field(default_factory=dict)
+
+
+def decode_result(row: tuple[Any, ...]) -> SequenceResult:
+    """A stored row ``(sequence, status, outputs JSON, error JSON | None, attempt,
+    duration_s)``, as both stores keep it, back into a result."""
+    seq, status, outputs, error, attempt, duration = row
+    return SequenceResult(
+        sequence=seq,
+        status=status,
+        outputs=json.loads(outputs),
+        error=None if error is None else json.loads(error),
+        attempt=attempt,
+        duration_s=duration,
+    )
 
 
 class Store(abc.ABC):

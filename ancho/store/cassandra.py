@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import NotFound, StoreError
 from ..results import SequenceResult
-from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord
+from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord, decode_result
 
 SCHEMA_VERSION = 1
 BUCKET = 10_000
@@ -381,15 +381,8 @@ class CassandraStore(Store):
             lo = max(start, bucket * BUCKET)
             hi = min(stop, (bucket + 1) * BUCKET)
             rows = self._run_sql(self._select_results, (run_id, bucket, lo, hi))
-            for seq, status, outputs, error, attempt, duration in rows:
-                yield SequenceResult(
-                    sequence=seq,
-                    status=status,
-                    outputs=json.loads(outputs),
-                    error=None if error is None else json.loads(error),
-                    attempt=attempt,
-                    duration_s=duration,
-                )
+            for row in rows:
+                yield decode_result(tuple(row))
 
     def count_results(self, run_id: str) -> Counts:
         """Counts by status and attempt, reading every bucket's status column concurrently."""

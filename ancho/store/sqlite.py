@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import NotFound, StoreError
 from ..results import SequenceResult
-from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord
+from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord, decode_result
 
 SCHEMA_VERSION = 1
 _PAGE = 10_000
@@ -263,15 +263,8 @@ class SQLiteStore(Store):
                 " WHERE run_id=? AND sequence>=? AND sequence<? ORDER BY sequence LIMIT ?",
                 (run_id, cursor, upper, _PAGE),
             ).fetchall()
-            for seq, status, outputs, error, attempt, duration in rows:
-                yield SequenceResult(
-                    sequence=seq,
-                    status=status,
-                    outputs=json.loads(outputs),
-                    error=None if error is None else json.loads(error),
-                    attempt=attempt,
-                    duration_s=duration,
-                )
+            for row in rows:
+                yield decode_result(tuple(row))
             if len(rows) < _PAGE:
                 return
             cursor = rows[-1][0] + 1
