@@ -85,12 +85,6 @@ def run(
     overrides = Overrides(sequences, seed, dict(params), executors, containerizer)
     spec = load_spec(target, overrides)
     store = _store(store_url)
-    if spec.executor.containerizer == "docker" and store.url.startswith("sqlite"):
-        raise SpecError(
-            "/executor/containerizer: docker executors need a store they can reach over the"
-            " network (--store cassandra://…); sharing an SQLite file with containers is"
-            " not supported yet"
-        )
 
     def created(run: Any) -> None:
         stream = sys.stderr if as_json else sys.stdout

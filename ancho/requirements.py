@@ -14,6 +14,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -32,7 +34,9 @@ def install(requirements: Path, cache_dir: Path) -> Path:
         content = requirements.read_bytes()
     except OSError as exc:
         raise ModelError(f"model.requirements: cannot read {requirements} ({exc})") from None
-    digest = hashlib.sha256(content).hexdigest()[:24]
+    # Keyed by the file and the interpreter: wheels built for one Python do not fit another.
+    interpreter = f"{sys.implementation.cache_tag}-{platform.machine()}".encode()
+    digest = hashlib.sha256(content + b"\0" + interpreter).hexdigest()[:24]
     envs = cache_dir / "envs"
     envs.mkdir(parents=True, exist_ok=True)
     target = envs / digest
@@ -50,8 +54,9 @@ def install(requirements: Path, cache_dir: Path) -> Path:
                "--disable-pip-version-check", "--target", str(partial),
                "-r", str(requirements)]  # fmt: skip
         try:
+            env = {"PIP_CACHE_DIR": str(cache_dir / "pip"), **os.environ}
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
-                                  check=False, cwd=requirements.parent)  # fmt: skip
+                                  check=False, cwd=requirements.parent, env=env)  # fmt: skip
         except subprocess.TimeoutExpired:
             shutil.rmtree(partial, ignore_errors=True)
             raise ModelError(

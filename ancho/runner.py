@@ -61,7 +61,7 @@ def run_local(
     """
     from ancho.embedded import EmbeddedCluster
     from ancho.embedded.containerizer import ProcessContainerizer
-    from ancho.embedded.docker_containerizer import DockerContainerizer
+    from ancho.embedded.docker_containerizer import DockerContainerizer, share_with_containers
     from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService, config_from_env
     from scheduler.summary_job import SummaryJob
@@ -74,10 +74,14 @@ def run_local(
     job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
     if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
         job.warm_up()  # Spark's JVM starts (at low priority) while the sequences run
+    docker_cache = work_dir / "cache-docker"  # its Python differs from ours: its own envs
+    if spec.executor.containerizer == "docker":
+        share_with_containers(docker_cache, *_sqlite_files(store.url))
     launch = ExecutorLaunch(
         command=executor_command(),
         environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},
         store_url_for=lambda _run_id: store.url,
+        docker_cache_dir=str(docker_cache),
     )
     bar = ProgressBar(progress, run.sequences) if progress is not None else None
     try:
@@ -96,6 +100,15 @@ def run_local(
     if bar is not None:
         bar.close(store.get_run(run.id))
     return store.get_run(run.id)
+
+
+def _sqlite_files(url: str) -> list[Path]:
+    """An SQLite store's folder and files, which Docker executors write too."""
+    if not url.startswith("sqlite:///"):
+        return []
+    db = Path(url.removeprefix("sqlite://"))
+    files = [db.parent, db, *(db.with_name(db.name + x) for x in ("-wal", "-shm"))]
+    return [f for f in files if f.exists()]
 
 
 def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar | None) -> None:

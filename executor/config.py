@@ -24,6 +24,8 @@ class ExecutorConfig:
     flush_s: float = 0.5
     progress_s: float = 1.0
     idle_timeout_s: float = 60.0
+    model_network: bool = False
+    model_mem_mb: float | None = None
 
     @classmethod
     def from_env(cls) -> ExecutorConfig:
@@ -38,6 +40,8 @@ class ExecutorConfig:
             flush_s=_float("ANCHO_FLUSH_S", 0.5, 0.01, 60),
             progress_s=_float("ANCHO_PROGRESS_S", 1.0, 0.05, 60),
             idle_timeout_s=_float("ANCHO_IDLE_TIMEOUT_S", 60.0, 1, 86400),
+            model_network=env.get("ANCHO_MODEL_NETWORK", "none") == "host",
+            model_mem_mb=float(mem) if (mem := env.get("ANCHO_MODEL_MEM_MB")) else None,
         )
 
     def describe(self) -> str:
@@ -46,4 +50,6 @@ class ExecutorConfig:
         return (
             f"run={self.run_id} store={store} cache={self.cache_dir} flush_rows={self.flush_rows}"
             f" flush_s={self.flush_s} progress_s={self.progress_s} idle={self.idle_timeout_s}"
+            f" model_network={'host' if self.model_network else 'none'}"
+            f" model_mem_mb={self.model_mem_mb}"
         )

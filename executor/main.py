@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 
 from .config import ExecutorConfig
 
@@ -20,6 +22,13 @@ def main() -> None:
     except (KeyError, ValueError) as exc:
         sys.stderr.write(f"ancho-executor: missing or bad environment: {exc}\n")
         raise SystemExit(2) from None
+    _temp_in_sandbox()
+    from .sandbox import SandboxUnavailable, protect_executor
+
+    try:
+        protect_executor()  # model code (a child of ours) cannot read our memory
+    except SandboxUnavailable as exc:
+        logging.getLogger("ancho.executor").warning("%s", exc)
     from pymesos import MesosExecutorDriver  # imported late: it installs a SIGINT handler
 
     from .mesos import AnchoExecutor
@@ -27,6 +36,16 @@ def main() -> None:
     logging.getLogger("ancho.executor").info("starting: %s", config.describe())
     driver = MesosExecutorDriver(AnchoExecutor(config), use_addict=False)
     driver.run()
+
+
+def _temp_in_sandbox() -> None:
+    """Temporary files go to the sandbox: a container's root filesystem is read-only."""
+    sandbox = os.environ.get("MESOS_SANDBOX")
+    if sandbox and "TMPDIR" not in os.environ:
+        tmp = os.path.join(sandbox, "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        os.environ["TMPDIR"] = tmp
+        tempfile.tempdir = None
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ stored, so a batch re-launched elsewhere restarts exactly where storage stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -16,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ancho.errors import AnchoError, ModelError
-from ancho.model import LoadedModel, OutputNames, materialize, run_sequences
-from ancho.requirements import activate, install
+from ancho.model import materialize
+from ancho.requirements import install
 from ancho.results import SequenceResult
 from ancho.store import Store, open_store
 
 from .config import ExecutorConfig
+from .model_child import LoadRequest
+from .model_process import ModelCrashed, ModelProcess
+from .sandbox import rss_bytes
 from .status import StatusReporter
 
 log = logging.getLogger("ancho.executor")
@@ -53,9 +58,8 @@ class BatchWorker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._store: Store | None = None
-        self._model: LoadedModel | None = None
-        self._seed = 0
-        self._names: OutputNames | None = None
+        self._model: ModelProcess | None = None
+        self._request: LoadRequest | None = None
         self._thread = threading.Thread(target=self._loop, name="ancho-batches", daemon=True)
         self.on_idle_exit: Any = None
 
@@ -107,6 +111,8 @@ class BatchWorker:
                     self._held.discard(task.task_id)
                     self._cancelled.discard(task.task_id)
         self._drain()
+        if self._model is not None:
+            self._model.close()
 
     def _drain(self) -> None:
         while True:
@@ -117,25 +123,46 @@ class BatchWorker:
             if task is not None:
                 self.reporter.send(task.task_id, "TASK_KILLED", message="executor shutting down")
 
-    def _load(self) -> tuple[Store, LoadedModel]:
+    def _load(self) -> tuple[Store, ModelProcess]:
+        """The store, and the model's process (started, or restarted after a crash)."""
         if self._store is None:
             self._store = open_store(self.config.store_url)
-        if self._model is None:
-            store = self._store
+        store = self._store
+        if self._request is None:
             run = store.get_run(self.config.run_id)
             model = run.spec["model"]
             model_dir = materialize(model["source"], self.config.cache_dir / "models")
+            env_dir = None
             if model.get("requirements"):
-                activate(install(model_dir / model["requirements"], self.config.cache_dir))
-            self._seed = run.seed
-            self._model = LoadedModel.load(
-                model_dir, model["entrypoint"], run.spec.get("parameters", {}), model.get("setup")
+                env_dir = install(model_dir / model["requirements"], self.config.cache_dir)
+            self._request = LoadRequest(
+                model_dir=str(model_dir),
+                entrypoint=model["entrypoint"],
+                setup=model.get("setup"),
+                params=run.spec.get("parameters", {}),
+                seed=run.seed,
+                outputs=run.outputs,
+                requirements_dir=str(env_dir) if env_dir else None,
+                network=self.config.model_network,
             )
+        if self._model is None or not self._model.alive():
+            if self._model is not None:
+                self._model.close()
+                self._model = None
             run_id = self.config.run_id
-            self._names = OutputNames(
-                run.outputs, lambda names: store.register_outputs(run_id, names)
-            )
-        return self._store, self._model
+            process = ModelProcess(self._request, self._model_limit_mb(),
+                                   lambda names: store.register_outputs(run_id, names),
+                                   self.config.model_mem_mb)  # fmt: skip
+            process.start()
+            self._model = process
+        return store, self._model
+
+    def _model_limit_mb(self) -> float | None:
+        """The spec's memory less what this executor holds itself."""
+        if self.config.model_mem_mb is None:
+            return None
+        own = rss_bytes(os.getpid()) / 2**20
+        return max(self.config.model_mem_mb - own, 16.0)
 
     def _run(self, task: BatchTask) -> None:
         tid = task.task_id
@@ -155,17 +182,27 @@ class BatchWorker:
         flush_rows, flush_s = self.config.flush_rows, self.config.flush_s
         buf: list[SequenceResult] = []
         last_flush = time.monotonic()
-        results = run_sequences(model, self._seed, task.start, task.stop, task.attempt, self._names)
-        for n, result in enumerate(results, 1):
-            buf.append(result)
-            if len(buf) >= flush_rows or (n % 64 == 0 and time.monotonic() - last_flush >= flush_s):
+        with contextlib.closing(model.run(task.start, task.stop, task.attempt)) as results:
+            try:
+                for n, result in enumerate(results, 1):
+                    buf.append(result)
+                    if len(buf) >= flush_rows or (
+                        n % 64 == 0 and time.monotonic() - last_flush >= flush_s
+                    ):
+                        self._flush(store, buf, progress)
+                        buf = []
+                        last_flush = time.monotonic()
+                        self.reporter.progress(tid, dict(progress))
+                        if tid in self._cancelled or self._stopping.is_set():
+                            results.close()
+                            self.reporter.send(tid, "TASK_KILLED", dict(progress), message="killed")
+                            return
+            except ModelCrashed as exc:
+                # What arrived is kept; the batch is retried from there in a new process.
                 self._flush(store, buf, progress)
-                buf = []
-                last_flush = time.monotonic()
-                self.reporter.progress(tid, dict(progress))
-                if tid in self._cancelled or self._stopping.is_set():
-                    self.reporter.send(tid, "TASK_KILLED", dict(progress), message="killed")
-                    return
+                log.warning("batch %s: %s", tid, exc)
+                self.reporter.send(tid, "TASK_FAILED", dict(progress), message=str(exc))
+                return
         self._flush(store, buf, progress)
         progress["elapsed"] = time.perf_counter() - t0
         self.reporter.send(tid, "TASK_FINISHED", progress)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pymesos import Scheduler, decode_data, encode_data
@@ -74,6 +75,39 @@ class ExecutorLaunch:
     command: str
     environment: dict[str, str]
     store_url_for: Callable[[str], str]
+    #: A folder on every agent that Docker executors share as their cache (models,
+    #: requirements); without one each container caches in its sandbox.
+    docker_cache_dir: str | None = None
+
+
+#: ``docker run`` flags (DockerInfo.parameters) that confine an executor's container.
+SANDBOX_PARAMETERS = (
+    ("read-only", "true"),
+    ("cap-drop", "ALL"),
+    ("security-opt", "no-new-privileges"),
+    ("pids-limit", "512"),
+)
+
+
+def docker_container(run: RunInfo, store_url: str, cache_dir: str | None) -> dict[str, Any]:
+    """The ContainerInfo of a Docker executor: image, network, volumes, hardening.
+
+    The executor needs the host network (agent, store, model sources); model code does
+    not get it (see executor.sandbox). Volumes: a local model folder read-only, an SQLite
+    store's folder and the agents' shared cache read-write, each at its host path.
+    """
+    volumes = [{"host_path": m, "container_path": m, "mode": "RO"} for m in run.mounts]
+    if store_url.startswith("sqlite:///"):
+        folder = str(Path(store_url.removeprefix("sqlite://")).parent)
+        volumes.append({"host_path": folder, "container_path": folder, "mode": "RW"})
+    if cache_dir:
+        volumes.append({"host_path": cache_dir, "container_path": cache_dir, "mode": "RW"})
+    parameters = [{"key": k, "value": v} for k, v in SANDBOX_PARAMETERS]
+    return {
+        "type": "DOCKER",
+        "docker": {"image": run.image, "network": "HOST", "parameters": parameters},
+        "volumes": volumes,
+    }
 
 
 def _scalar(name: str, value: float) -> dict[str, Any]:
@@ -255,6 +289,8 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             **self.launch.environment,
             "ANCHO_RUN_ID": run.run_id,
             "ANCHO_STORE": self.launch.store_url_for(run.run_id),
+            "ANCHO_MODEL_NETWORK": run.network,
+            "ANCHO_MODEL_MEM_MB": str(run.mem_mb),
         }
         info: dict[str, Any] = {
             "executor_id": {"value": executor_id},
@@ -273,21 +309,16 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             ],
         }
         if run.containerizer == "docker":
-            # The image's entrypoint is ancho-executor; its cache lives in the sandbox.
-            env["ANCHO_CACHE_DIR"] = f"{DOCKER_SANDBOX}/cache"
+            # The image's entrypoint is ancho-executor.
+            cache = self.launch.docker_cache_dir
+            env["ANCHO_CACHE_DIR"] = cache or f"{DOCKER_SANDBOX}/cache"
             info["command"] = {
                 "shell": False,
                 "environment": {
                     "variables": [{"name": k, "value": v} for k, v in sorted(env.items())]
                 },
             }
-            info["container"] = {
-                "type": "DOCKER",
-                "docker": {"image": run.image, "network": "HOST"},
-                "volumes": [
-                    {"host_path": m, "container_path": m, "mode": "RO"} for m in run.mounts
-                ],
-            }
+            info["container"] = docker_container(run, env["ANCHO_STORE"], cache)
         if self.framework_id:
             info["framework_id"] = {"value": self.framework_id}
         return info

@@ -1,15 +1,19 @@
 """Docker executors: the executor image run by the embedded agent's Docker containerizer.
 
 Real dockerd (started by scripts/docker_engine.sh), real images (docker/build-images.sh),
-real Cassandra as the store (containers reach it over the host network).
+real Cassandra or the SQLite file as the store (containers reach Cassandra over the
+host network and share the SQLite file's folder).
 """
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e import ANCHO, EXAMPLES, MODELS, REPO, ancho, run_id_of, write_spec
@@ -121,6 +125,99 @@ def test_kill_in_the_middle_leaves_no_container(
     assert _containers() == []
 
 
-def test_docker_with_the_sqlite_store_is_refused_clearly(tmp_path: Path) -> None:
-    run = ancho("run", str(EXAMPLES / "pi"), "--containerizer", "docker", cwd=tmp_path)
-    assert run.code == 2 and "cassandra://" in run.stderr and "Traceback" not in run.stderr
+def test_docker_shares_the_sqlite_store_and_matches_process(
+    executor_image: str, tmp_path: Path
+) -> None:
+    args = ["run", str(EXAMPLES / "pi"), "--sequences", "300", "--seed", "7"]
+    process = ancho(*args, "--containerizer", "process", cwd=tmp_path)
+    docker = ancho(*args, "--containerizer", "docker", cwd=tmp_path)
+    assert process.code == 0 and docker.code == 0, process.stderr + docker.stderr
+    a = ancho("results", run_id_of(process), cwd=tmp_path).stdout
+    b = ancho("results", run_id_of(docker), cwd=tmp_path).stdout
+    assert a == b and len(a.splitlines()) == 300
+    assert _containers() == []
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP listener on loopback that model code must not reach."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+def _probe(tmp_path: Path, port: int, **executor: str) -> dict[str, Any]:
+    spec = {
+        "model": {"source": str(MODELS / "sandbox"), "entrypoint": "model:simulate"},
+        "parameters": {"port": port},
+        "sequences": 3,
+        "executor": executor,
+    }
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    rows = ancho("results", run_id_of(run), cwd=tmp_path).jsonl()
+    assert all(r["status"] == "ok" for r in rows), rows
+    outputs: dict[str, Any] = rows[0]["outputs"]
+    return outputs
+
+
+def test_the_sandbox_holds_in_docker(executor_image: str, listener: int, tmp_path: Path) -> None:
+    seen = _probe(tmp_path, listener, containerizer="docker")
+    assert seen["connected"] is False  # no network for model code...
+    assert seen["uid"] != 0  # ...not root...
+    assert seen["writes_cwd"] is True  # ...the sandbox is writable...
+    assert seen["writes_root"] is False and seen["writes_usr"] is False  # ...nothing else
+    assert seen["cap_eff"] == 0 and seen["no_new_privs"] == 1
+    assert seen["sees_store"] is False  # the store's credentials stay with the executor
+    assert _containers() == []
+
+
+def test_network_host_is_the_explicit_opt_out(
+    executor_image: str, listener: int, tmp_path: Path
+) -> None:
+    seen = _probe(tmp_path, listener, containerizer="docker", network="host")
+    assert seen["connected"] is True
+    assert seen["writes_root"] is False and seen["uid"] != 0  # the rest of the sandbox stays
+
+
+def test_a_model_over_its_memory_limit_fails_with_out_of_memory(
+    executor_image: str, tmp_path: Path
+) -> None:
+    spec = {
+        "model": {"source": str(MODELS / "hog"), "entrypoint": "model:simulate"},
+        "parameters": {"mb": 1024},
+        "sequences": 4,
+        "max_attempts": 2,
+        "resources": {"mem_mb": 400},
+        "executor": {"containerizer": "docker"},
+    }
+    started = time.monotonic()
+    run = ancho("run", str(write_spec(tmp_path, spec)), cwd=tmp_path)
+    assert run.code == 1, run.stderr
+    assert time.monotonic() - started < 120  # failed, not hung
+    rows = ancho("results", run_id_of(run), cwd=tmp_path).jsonl()
+    assert [r["status"] for r in rows] == ["failed"] * 4
+    assert all("out of memory" in r["error"]["message"] for r in rows), rows[0]
+    assert _containers() == []
+
+
+def test_requirements_installed_once_per_agent_for_containers(
+    executor_image: str, tmp_path: Path
+) -> None:
+    spec = {
+        "model": {"source": str(MODELS / "needs_tomli_w"), "entrypoint": "model:simulate",
+                  "requirements": "requirements.txt"},
+        "sequences": 30,
+        "executor": {"containerizer": "docker"},
+    }  # fmt: skip
+    path = write_spec(tmp_path, spec)
+    first = ancho("run", str(path), "--json", cwd=tmp_path)
+    assert first.code == 0, first.stderr
+    envs = tmp_path / ".ancho" / "cache-docker" / "envs"
+    (env,) = [p for p in envs.iterdir() if p.is_dir()]
+    assert (env / "tomli_w").is_dir()  # installed by pip inside the container
+    stamp = env.stat().st_mtime_ns
+    second = ancho("run", str(path), "--json", cwd=tmp_path)
+    assert second.code == 0 and second.json()["ok"] == 30
+    assert [p for p in envs.iterdir() if p.is_dir()] == [env] and env.stat().st_mtime_ns == stamp
+    assert _containers() == []

@@ -7,8 +7,14 @@ with an ExecutorInfo whose ContainerInfo has type DOCKER, through the ``docker``
   ``ContainerInfo.volumes`` are bind mounts (``RO``/``RW``).
 * ``docker.network`` HOST (the default here) shares the agent's network, so the executor
   reaches the agent on loopback; NONE and BRIDGE map to Docker's.
-* Limits: ``--cpus`` and ``--memory`` from the executor's resources (plus its first
-  task's); labels name the framework, executor and container.
+* Limits: ``--cpus`` and ``--memory`` (swap included, so none) from the executor's
+  resources (plus its first task's); labels name the framework, executor and container.
+* ``docker.parameters`` are ``docker run --KEY=VALUE`` flags in Mesos; the ones Ancho
+  uses are honoured (``read-only``, ``cap-drop``, ``cap-add``, ``security-opt``,
+  ``pids-limit``, ``user``, ``tmpfs``); any other is a launch failure naming it.
+* The container runs as the image's user (uid 1000) when the agent runs as root, else
+  as the agent's own uid and gid (so it can write what that user owns, e.g. an SQLite
+  store); the sandbox is handed to that user.
 * The container's output is copied into the sandbox's ``stdout``/``stderr`` files; the
   container is removed when the executor exits, is killed, or the agent stops.
 * A missing image or a failed ``docker run`` is a :class:`LaunchError` (the agent
@@ -72,7 +78,8 @@ class DockerContainerizer:
         client = self._docker()
         environment = {**_command_environment(spec.command), **spec.environment,
                        "MESOS_SANDBOX": SANDBOX}  # fmt: skip
-        _hand_over(spec.directory)
+        user = _container_user()
+        _hand_over(spec.directory, user)
         volumes = {str(spec.directory): {"bind": SANDBOX, "mode": "rw"}}
         for volume in spec.container.get("volumes", []):
             host = volume.get("host_path")
@@ -92,11 +99,13 @@ class DockerContainerizer:
             "name": f"mesos-{spec.container_id}",
             "detach": True,
             "working_dir": SANDBOX,
+            "user": f"{user[0]}:{user[1]}",
+            **_parameters(info.get("parameters", [])),
         }
         if spec.cpus > 0:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.mem_mb > 0:
-            kwargs["mem_limit"] = f"{int(spec.mem_mb)}m"
+            kwargs["mem_limit"] = kwargs["memswap_limit"] = f"{int(spec.mem_mb)}m"
         try:
             # Never pull: the embedded agent runs images this machine has (no registry
             # is assumed reachable); `make image` builds Ancho's.
@@ -116,14 +125,54 @@ class DockerContainerizer:
         return _DockerContainer(container, spec.directory)
 
 
-def _hand_over(directory: Path) -> None:
-    """Let the image's unprivileged user write its sandbox."""
+def _container_user() -> tuple[int, int]:
+    """The image's user under a root agent; the agent's own user otherwise."""
+    if os.geteuid() == 0:
+        return CONTAINER_UID, CONTAINER_UID
+    return os.getuid(), os.getgid()
+
+
+def share_with_containers(*paths: Path) -> None:
+    """Let containers' user write ``paths`` (created as folders when missing).
+
+    For a root agent that is a ``chown`` to the image's user (root keeps its access);
+    otherwise containers run as the agent's user and own nothing new.
+    """
+    if os.geteuid() != 0:
+        return
+    for path in paths:
+        if not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+        os.chown(path, CONTAINER_UID, CONTAINER_UID)
+
+
+def _parameters(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """``docker run`` flags from DockerInfo.parameters as docker SDK arguments."""
+    kwargs: dict[str, Any] = {}
+    for p in parameters:
+        key, value = str(p.get("key", "")), str(p.get("value", ""))
+        if key == "read-only":
+            kwargs["read_only"] = value.lower() in ("true", "1", "")
+        elif key in ("cap-drop", "cap-add", "security-opt"):
+            kwargs.setdefault(key.replace("-", "_"), []).append(value)
+        elif key == "pids-limit":
+            kwargs["pids_limit"] = int(value)
+        elif key == "user":
+            kwargs["user"] = value
+        elif key == "tmpfs":
+            path, _, options = value.partition(":")
+            kwargs.setdefault("tmpfs", {})[path] = options
+        else:
+            raise LaunchError(f"docker parameter {key!r} is not supported by the embedded agent")
+    return kwargs
+
+
+def _hand_over(directory: Path, user: tuple[int, int]) -> None:
+    """Let the container's user write its sandbox."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            os.chown(directory, CONTAINER_UID, CONTAINER_UID)
-        else:
-            directory.chmod(0o777)
+            os.chown(directory, *user)
     except OSError as exc:
         raise LaunchError(f"cannot prepare the sandbox {directory}: {exc}") from None
 

@@ -1,0 +1,183 @@
+"""The executor's side of the model's process: start it, feed it batches, watch its memory.
+
+The child (:mod:`executor.model_child`) is confined before it imports the model, and talks
+to the executor over an inherited Unix socketpair only. It inherits the executor's
+stdout/stderr (so ``print`` in a model lands in the executor's log), but not the
+store's URL, Mesos' or AWS' variables.
+
+Memory: a watchdog thread samples the child's resident memory every 50 ms and kills it
+above ``limit_mb``; a kill by the kernel's OOM killer (the container's cgroup) is told
+apart from other deaths by the cgroup's ``oom_kill`` counter. Either way the batch
+ends with :class:`ModelCrashed` whose message says out of memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Generator
+from multiprocessing.connection import Connection
+
+from ancho.errors import ModelError
+from ancho.results import SequenceResult
+
+from .model_child import LoadRequest
+from .sandbox import cgroup_oom_kills, rss_bytes
+
+log = logging.getLogger("ancho.executor")
+
+#: Variables model code does not get: credentials and the executor's own plumbing.
+_PRIVATE_PREFIXES = ("MESOS_", "LIBPROCESS_", "AWS_", "ANCHO_STORE", "ANCHO_TOKEN")
+_WATCH_S = 0.05
+
+
+class ModelCrashed(Exception):
+    """The model's process died in the middle of a batch."""
+
+
+def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The executor's environment without what model code must not see."""
+    env = dict(os.environ if environ is None else environ)
+    return {k: v for k, v in env.items() if not k.startswith(_PRIVATE_PREFIXES)}
+
+
+class ModelProcess:
+    """One model process; :meth:`run` yields a batch's results as they come."""
+
+    def __init__(self, request: LoadRequest, limit_mb: float | None,
+                 register: Callable[[list[str]], list[str]],
+                 spec_mb: float | None = None) -> None:  # fmt: skip
+        self.request = request
+        self.spec_mb = spec_mb
+        self.limit_bytes = int(limit_mb * 2**20) if limit_mb else None
+        self.register = register
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._over_limit = False
+        self._oom_before = -1
+        self._watchdog: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the process and load the model; raise ModelError if it cannot load."""
+        ours, theirs = socket.socketpair()
+        self._oom_before = cgroup_oom_kills()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "executor.model_child", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env=child_environment(),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        self._watchdog = threading.Thread(target=self._watch, name="ancho-model-memory",
+                                          daemon=True)  # fmt: skip
+        self._watchdog.start()
+        self._conn.send(("load", self.request))
+        try:
+            reply = self._conn.recv()
+        except (EOFError, OSError):
+            raise ModelError(f"the model's process died while loading ({self._death()})") from None
+        if reply[0] == "load_error":
+            self.close()
+            raise ModelError(reply[1])
+
+    def alive(self) -> bool:
+        """Whether the process is up (a crashed one is replaced before the next batch)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def close(self) -> None:
+        """Hang up and make sure the process is gone."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    # --- batches ---------------------------------------------------------------------
+    def run(self, start: int, stop: int, attempt: int) -> Generator[SequenceResult, None, None]:
+        """Results of sequences ``start..stop-1`` in order.
+
+        Closing the iterator early cancels the batch (the child stops after its current
+        chunk). Raises :class:`ModelCrashed` when the process dies; the results it sent
+        before dying have been yielded.
+        """
+        conn = self._conn
+        assert conn is not None
+        conn.send(("run", start, stop, attempt))
+        finished = False
+        try:
+            while True:
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    raise ModelCrashed(self._death()) from None
+                kind = msg[0]
+                if kind == "results":
+                    for row in msg[1]:
+                        yield SequenceResult(*row)
+                elif kind == "register":
+                    conn.send(("names", self.register(msg[1])))
+                elif kind == "done":
+                    finished = True
+                    return
+        finally:
+            if not finished and self.alive():
+                self._cancel(conn)
+
+    def _cancel(self, conn: Connection) -> None:
+        try:
+            conn.send(("cancel",))
+            while True:
+                msg = conn.recv()
+                if msg[0] == "register":
+                    conn.send(("names", self.register(msg[1])))
+                elif msg[0] == "done":
+                    return
+        except (EOFError, OSError):
+            return
+
+    # --- memory ----------------------------------------------------------------------
+    def _watch(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        limit = self.limit_bytes
+        while proc.poll() is None:
+            if limit is not None and rss_bytes(proc.pid) > limit:
+                self._over_limit = True
+                proc.send_signal(signal.SIGKILL)
+                return
+            time.sleep(_WATCH_S)
+
+    def _death(self) -> str:
+        """Why the process is gone, in words."""
+        proc = self._proc
+        assert proc is not None
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        limit_mb = (self.limit_bytes or 0) / 2**20
+        oom_now = cgroup_oom_kills()
+        if self._over_limit or (self._oom_before >= 0 and oom_now > self._oom_before):
+            budget = f"resources.mem_mb = {self.spec_mb:.0f}" if self.spec_mb else "its limit"
+            return (
+                f"out of memory: the model's process went over {limit_mb:.0f} MB ({budget},"
+                " less what the executor holds) and was killed; raise resources.mem_mb"
+            )
+        if code < 0:
+            return f"the model's process was killed by {signal.Signals(-code).name}"
+        return f"the model's process exited with status {code}"
