@@ -9,78 +9,39 @@ summary job.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import re
-import shutil
 import sys
-import tarfile
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ModelError
 from .results import OutputValue, SequenceResult
 from .seeding import sequence_rng
+from .sources import fetch
+
+if TYPE_CHECKING:
+    from .store import Store
 
 OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 
 
 # --- sources -----------------------------------------------------------------
-def materialize(source: str, cache_dir: Path) -> Path:
+def materialize(source: str, cache_dir: Path, store: Store | None = None) -> Path:
     """A local directory holding the model named by ``source``.
 
-    Local directories are used in place; ``.tar.gz`` files (a path or ``file://``) are
-    unpacked once into ``cache_dir`` under their SHA-256 digest.
+    Local directories are used in place; everything else (a ``.tar.gz`` path or
+    ``file://`` URL, ``https://``, ``git+https://``, ``s3://``, ``sha256:``) is fetched
+    once into ``cache_dir`` and cached by digest: see :mod:`ancho.sources`. ``store`` is
+    needed for ``sha256:`` sources, which the store holds.
     """
-    if source.startswith("file://"):
-        source = source.removeprefix("file://")
-    elif "://" in source or source.startswith(("sha256:", "git+")):
-        raise ModelError(
-            f"model.source {source!r}: this version runs local directories and .tar.gz files"
-        )
-    path = Path(source)
-    if path.is_dir():
-        return path
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-        return _unpack(path, cache_dir)
-    raise ModelError(f"model.source {source!r}: no such directory or .tar.gz file")
-
-
-def _unpack(archive: Path, cache_dir: Path) -> Path:
-    digest = hashlib.sha256()
-    with archive.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    dest = cache_dir / digest.hexdigest()
-    if dest.is_dir():
-        return _single_root(dest)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".unpack-"))
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        tmp.rename(dest)
-    except (tarfile.TarError, OSError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if dest.is_dir():  # another executor unpacked it first
-            return _single_root(dest)
-        raise ModelError(f"model.source {str(archive)!r}: cannot unpack ({exc})") from None
-    return _single_root(dest)
-
-
-def _single_root(folder: Path) -> Path:
-    """A tarball of ``model/`` unpacks to one folder: use it as the model directory."""
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
-    return folder
+    return fetch(source, cache_dir, store)
 
 
 # --- loading -------------------------------------------------------------------

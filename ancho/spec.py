@@ -17,6 +17,7 @@ from typing import Any
 
 import jsonschema
 
+from . import sources
 from .errors import ErrorDetail, SpecError
 from .seeding import draw_seed
 
@@ -153,6 +154,10 @@ def validate(data: Any) -> None:
     details: list[ErrorDetail] = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         details.extend(d for d in _describe(err) if d not in details)
+    model = data.get("model") if isinstance(data, dict) else None
+    source = model.get("source") if isinstance(model, dict) else None
+    if isinstance(source, str) and source and (problem := sources.check(source)):
+        details.append(ErrorDetail("/model/source", problem))
     if details:
         raise SpecError("invalid run spec", details)
 

@@ -131,7 +131,7 @@ class BatchWorker:
         if self._request is None:
             run = store.get_run(self.config.run_id)
             model = run.spec["model"]
-            model_dir = materialize(model["source"], self.config.cache_dir / "models")
+            model_dir = materialize(model["source"], self.config.cache_dir / "models", store)
             env_dir = None
             if model.get("requirements"):
                 env_dir = install(model_dir / model["requirements"], self.config.cache_dir)

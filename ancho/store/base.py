@@ -1,4 +1,4 @@
-"""The store interface: runs, per-sequence results, summaries, events.
+"""The store interface: runs, per-sequence results, summaries, events, uploaded models.
 
 Implementations: :class:`~ancho.store.sqlite.SQLiteStore` (one machine) and, next, a
 Cassandra store (cluster). Every write is an idempotent upsert keyed by run and
@@ -8,11 +8,14 @@ sequence, so a retried batch never duplicates or loses a sequence.
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..errors import ModelError
 from ..results import SequenceResult
 
 RunState = Literal["QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED", "FAILED", "KILLED"]
@@ -123,6 +126,15 @@ class Counts:
     by_attempt: dict[int, int] = field(default_factory=dict)
 
 
+def check_model_digest(digest: str, data: bytes) -> None:
+    """Raise :class:`~ancho.errors.ModelError` unless ``data`` has SHA-256 ``digest``."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ModelError(f"model digest {digest!r}: must be 64 lowercase hex digits")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise ModelError(f"model sha256:{digest}: the data's sha256 is {actual}")
+
+
 def decode_result(row: tuple[Any, ...]) -> SequenceResult:
     """A stored row ``(sequence, status, outputs JSON, error JSON | None, attempt,
     duration_s)``, as both stores keep it, back into a result."""
@@ -225,6 +237,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_users(self) -> list[UserRecord]:
         """Every user, by name."""
+
+    # models uploaded to the server (``sha256:`` sources) ---------------------------------
+    @abc.abstractmethod
+    def put_model(self, digest: str, data: bytes) -> None:
+        """Keep a model tarball under its SHA-256 ``digest`` (64 lowercase hex digits).
+
+        Raises :class:`~ancho.errors.ModelError` when ``data`` does not have that digest;
+        storing the same model again is a no-op.
+        """
+
+    @abc.abstractmethod
+    def get_model(self, digest: str) -> bytes:
+        """The model tarball with this digest, or :class:`~ancho.errors.NotFound`."""
 
     def export_ok_parquet(self, run_id: str, path: str) -> int:
         """Write the run's ok sequences to a Parquet file for the summary job.

@@ -8,6 +8,9 @@ Schema, designed for the access paths:
   single-partition unlogged batch.
 * ``runs``, ``summaries``, ``batches`` (in flight), ``events`` (per run, by id) and ``meta``
   (the schema version, the framework ID) are small.
+* ``models`` holds uploaded model tarballs (``sha256:`` sources), partitioned by digest
+  and split into rows of at most 1 MiB; the static ``chunks`` column, written last,
+  marks a complete upload.
 
 Writes are idempotent upserts keyed by (run, sequence); prepared statements go through a
 token-aware policy; writes run with bounded concurrency and reads are paged. Driver
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import threading
 import time
@@ -28,9 +32,23 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import NotFound, StoreError
 from ..results import SequenceResult
-from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord, decode_result
+from .base import (
+    BatchRecord,
+    Counts,
+    Event,
+    RunRecord,
+    Store,
+    UserRecord,
+    check_model_digest,
+    decode_result,
+)
 
-SCHEMA_VERSION = 1
+log = logging.getLogger("ancho.store")
+
+#: 1: the first schema; 2: ``models`` (uploaded model tarballs).
+SCHEMA_VERSION = 2
+#: Bytes per row of an uploaded model.
+MODEL_CHUNK = 1 << 20
 BUCKET = 10_000
 _BATCH_ROWS = 50
 _CONCURRENCY = 32
@@ -65,6 +83,10 @@ _TABLES = {
     "users": (
         "CREATE TABLE IF NOT EXISTS {ks}.users (name text PRIMARY KEY, token_sha256 text,"
         " store text, created_at double, revoked boolean)"
+    ),
+    "models": (
+        "CREATE TABLE IF NOT EXISTS {ks}.models (digest text, chunk int, data blob,"
+        " chunks int static, size bigint static, PRIMARY KEY (digest, chunk))"
     ),
 }
 _RUN_COLUMNS = (
@@ -244,6 +266,58 @@ class CassandraStore(Store):
                 f"{_redact(self.url)}: keyspace {ks} has schema version {row.value}, newer"
                 f" than this Ancho understands ({SCHEMA_VERSION}); upgrade Ancho"
             )
+        elif int(row.value) < SCHEMA_VERSION:  # every table of this version exists now
+            self.session.execute(
+                f"UPDATE {ks}.meta SET value = %s WHERE key = 'schema_version'",
+                (str(SCHEMA_VERSION),),
+            )
+            self._upgrade_user_keyspaces()
+
+    def _upgrade_user_keyspaces(self) -> None:
+        """Bring the keyspaces of this store's users (made by ``ancho user add``) up to this
+        schema: when an admin store is upgraded, it creates the tables they lack too.
+
+        Users' roles cannot create tables, so without this an older user keyspace would
+        refuse its user after an upgrade until an admin opened that keyspace. Runs once,
+        when this keyspace's schema version goes up; a keyspace it cannot fix is logged.
+        """
+        from cassandra.query import ValueSequence
+
+        ks = self.config.keyspace
+        others: set[str] = set()
+        for row in self.session.execute(f"SELECT store FROM {ks}.users"):
+            if not row.store:
+                continue
+            try:
+                other = CassandraURL.parse(row.store).keyspace
+            except StoreError:
+                continue
+            if other != ks:
+                others.add(other)
+        if not others:
+            return
+        tables: dict[str, set[str]] = {}
+        for row in self.session.execute(
+            "SELECT keyspace_name, table_name FROM system_schema.tables WHERE keyspace_name IN %s",
+            (ValueSequence(sorted(others)),),
+        ):
+            tables.setdefault(row.keyspace_name, set()).add(row.table_name)
+        for other, present in sorted(tables.items()):
+            missing = [t for t in _TABLES if t not in present]
+            try:
+                for table in missing:
+                    self.session.execute(_TABLES[table].format(ks=other))
+                if missing:
+                    self.session.execute(
+                        f"INSERT INTO {other}.meta (key, value) VALUES ('schema_version', %s)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                    log.info("keyspace %s: created tables %s", other, ", ".join(missing))
+            except Exception as exc:
+                log.warning(
+                    "keyspace %s lacks tables %s and this role cannot create them (%s)",
+                    other, ", ".join(missing), type(exc).__name__,
+                )  # fmt: skip
 
     def _prepare(self) -> None:
         ks = self.config.keyspace
@@ -486,6 +560,61 @@ class CassandraStore(Store):
             f"SELECT name, token_sha256, store, created_at, revoked FROM {self._ks()}.users"
         )
         return sorted((UserRecord(*r) for r in rows), key=lambda u: u.name)
+
+    # --- models ------------------------------------------------------------------------
+    def put_model(self, digest: str, data: bytes) -> None:
+        """Keep a model tarball in rows of at most 1 MiB; ``chunks``, written last, marks
+        it complete. A model stored completely before is not written again."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        check_model_digest(digest, data)
+        ks = self._ks()
+        done = self._run_sql(
+            f"SELECT chunks FROM {ks}.models WHERE digest = %s LIMIT 1", (digest,)
+        ).one()
+        if done is not None and done.chunks is not None:
+            return
+        pieces = [
+            (digest, i, data[off : off + MODEL_CHUNK])
+            for i, off in enumerate(range(0, len(data), MODEL_CHUNK))
+        ]
+        try:
+            insert = self.session.prepare(
+                f"INSERT INTO {ks}.models (digest, chunk, data) VALUES (?, ?, ?)"
+            )
+            execute_concurrent_with_args(
+                self.session, insert, pieces, concurrency=4, raise_on_first_error=True
+            )
+        except Exception as exc:
+            raise _describe_driver_error(self.url, exc) from None
+        self._run_sql(
+            f"INSERT INTO {ks}.models (digest, chunks, size) VALUES (%s, %s, %s)",
+            (digest, len(pieces), len(data)),
+        )
+
+    def get_model(self, digest: str) -> bytes:
+        """The model tarball (read a few rows per page), or NotFound."""
+        from cassandra.query import SimpleStatement
+
+        query = SimpleStatement(
+            f"SELECT chunk, data, chunks FROM {self._ks()}.models WHERE digest = %s",
+            fetch_size=4,
+        )
+        parts: list[bytes] = []
+        chunks = None
+        for row in self._run_sql(query, (digest,)):
+            chunks = row.chunks
+            if row.chunk is not None:
+                if row.chunk != len(parts):
+                    break
+                parts.append(row.data or b"")
+        if chunks is None:  # absent, or its upload did not finish
+            raise NotFound(f"no model sha256:{digest} in {_redact(self.url)}")
+        if len(parts) != chunks:
+            raise StoreError(
+                f"{_redact(self.url)}: model sha256:{digest} has {len(parts)} of its {chunks} parts"
+            )
+        return b"".join(parts)
 
     def provision_user(self, name: str, password: str) -> str:
         """Create the user's keyspace, tables and login role with SELECT and MODIFY on that

@@ -20,7 +20,16 @@ from typing import Any
 
 from ..errors import NotFound, StoreError
 from ..results import SequenceResult
-from .base import BatchRecord, Counts, Event, RunRecord, Store, UserRecord, decode_result
+from .base import (
+    BatchRecord,
+    Counts,
+    Event,
+    RunRecord,
+    Store,
+    UserRecord,
+    check_model_digest,
+    decode_result,
+)
 
 SCHEMA_VERSION = 1
 _PAGE = 10_000
@@ -49,6 +58,9 @@ CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, id);
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL, store TEXT NOT NULL,
     created_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS models (
+    digest TEXT PRIMARY KEY, data BLOB NOT NULL, created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
@@ -83,7 +95,8 @@ class SQLiteStore(Store):
     """A store in one SQLite file."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        # Absolute, so the URL means the same file to executors in other folders.
+        self.path = Path(path).absolute()
         self.url = f"sqlite:///{self.path}"
         self._local = threading.local()
         try:
@@ -385,6 +398,20 @@ class SQLiteStore(Store):
         """Users by name."""
         rows = self._conn().execute("SELECT * FROM users ORDER BY name")
         return [UserRecord(n, t, s, c, bool(r)) for n, t, s, c, r in rows]
+
+    # models -----------------------------------------------------------------
+    def put_model(self, digest: str, data: bytes) -> None:
+        """Keep a model tarball under its verified digest (a second put is a no-op)."""
+        check_model_digest(digest, data)
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?)", (digest, data, time.time()))
+
+    def get_model(self, digest: str) -> bytes:
+        """The model tarball, or NotFound."""
+        row = self._conn().execute("SELECT data FROM models WHERE digest=?", (digest,)).fetchone()
+        if row is None:
+            raise NotFound(f"no model sha256:{digest} in {self.url}")
+        return bytes(row[0])
 
     # batches and meta -----------------------------------------------------
     def put_batch(self, batch: BatchRecord) -> None:
