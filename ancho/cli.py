@@ -52,6 +52,26 @@ store_option = click.option(
 )
 
 
+server_option = click.option(
+    "--server",
+    "server_flag",
+    metavar="URL",
+    help="Go through an Ancho server (else ANCHO_SERVER or the config file, unless --store).",
+)
+
+
+def _client(server_flag: str | None, store_url: str | None) -> Any:
+    """The REST client to use, or None for the store (``--server`` wins, then ``--store``)."""
+    from .client import Client, server_url
+
+    if server_flag:
+        return Client.connect(server_url(server_flag) or server_flag)
+    if store_url:
+        return None
+    url = server_url(None)
+    return Client.connect(url) if url else None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ancho")
 def cli() -> None:
@@ -103,40 +123,120 @@ def run(
     sys.exit(EXIT_OK if record.state == "FINISHED" else EXIT_RUN_FAILED)
 
 
+@cli.command()
+@click.argument("target", metavar="MODEL_DIR|SPEC.json")
+@server_option
+@click.option("--sequences", type=click.IntRange(min=1), help="Number of sequences.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), help="Run seed.")
+@click.option("-p", "params", multiple=True, type=ParamType(), help="Model parameter KEY=VALUE.")
+@click.option("--executors", type=click.IntRange(min=1), help="At most this many executors.")
+@click.option("--containerizer", type=click.Choice(["process", "docker"]))
+@click.option("--wait", "wait_", is_flag=True, help="Show progress; exit with the run's code.")
+def submit(
+    target: str,
+    server_flag: str | None,
+    sequences: int | None,
+    seed: int | None,
+    params: tuple[tuple[str, Any], ...],
+    executors: int | None,
+    containerizer: str | None,
+    wait_: bool,
+) -> None:
+    """Submit a run to an Ancho server (a local model folder is packed and uploaded)."""
+    from .client import REMOTE_SOURCES, Client, server_url, wait
+    from .spec import Overrides, load_spec
+
+    url = server_url(server_flag)
+    if url is None:
+        raise AnchoError("no server: give --server URL, set ANCHO_SERVER, or write the config file")
+    spec = load_spec(target, Overrides(sequences, seed, dict(params), executors, containerizer))
+    client = Client.connect(url)
+    data = spec.to_dict()
+    if not spec.model.source.startswith(REMOTE_SOURCES):
+        data["model"]["source"] = client.upload_model(
+            Path(spec.model.source.removeprefix("file://"))
+        )
+    run_id = client.submit(data)["id"]
+    click.echo(f"run {run_id}")
+    if not wait_:
+        return
+    record = wait(client, run_id, sys.stderr)
+    if record.reason and record.state != "FINISHED":
+        click.echo(f"{record.state}: {record.reason}", err=True)
+    sys.exit(EXIT_OK if record.state == "FINISHED" else EXIT_RUN_FAILED)
+
+
+@cli.command()
+@click.option("--master", default="embedded", show_default=True,
+              help="embedded, HOST:PORT or zk://HOSTS/mesos.")  # fmt: skip
+@store_option
+@click.option("--bind", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve.")
+def server(master: str, store_url: str | None, bind: str) -> None:
+    """Run the scheduler and the REST API (until SIGTERM; runs carry on after a restart)."""
+    from .server.main import ServerOptions, serve
+
+    logging.getLogger("ancho").setLevel(os.environ.get("ANCHO_LOG_LEVEL", "INFO").upper())
+    serve(ServerOptions(master=master, store_url=store_url, bind=bind))
+
+
 @cli.command("list")
 @store_option
+@server_option
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
-def list_runs(store_url: str | None, as_json: bool) -> None:
+def list_runs(store_url: str | None, server_flag: str | None, as_json: bool) -> None:
     """List runs, newest first."""
-    runs = _store(store_url).list_runs()
+    client = _client(server_flag, store_url)
+    if client is not None:
+        runs = client.runs()
+    else:
+        runs = [r.to_dict() for r in _store(store_url).list_runs()]
     if as_json:
         for r in runs:
-            click.echo(json.dumps(r.to_dict()))
+            click.echo(json.dumps(r))
         return
     click.echo(f"{'RUN':12}  {'NAME':20}  {'STATE':11}  {'DONE':>21}  CREATED")
     for r in runs:
-        done = f"{r.ok + r.failed:,}/{r.sequences:,}"
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-        click.echo(f"{r.id:12}  {r.name[:20]:20}  {r.state:11}  {done:>21}  {created}")
+        c = r["counts"]
+        done = f"{c['ok'] + c['failed']:,}/{c['total']:,}"
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"]))
+        click.echo(f"{r['id']:12}  {r['name'][:20]:20}  {r['state']:11}  {done:>21}  {created}")
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @store_option
-def status(run_id: str, store_url: str | None) -> None:
+@server_option
+def status(run_id: str, store_url: str | None, server_flag: str | None) -> None:
     """A run's state, counts, timestamps and seed (JSON)."""
-    click.echo(json.dumps(_store(store_url).get_run(run_id).to_dict(), indent=2))
+    client = _client(server_flag, store_url)
+    doc = client.run(run_id) if client else _store(store_url).get_run(run_id).to_dict()
+    click.echo(json.dumps(doc, indent=2))
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @store_option
+@server_option
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl")
 @click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), help="Output file.")
-def results(run_id: str, store_url: str | None, fmt: str, output: str | None) -> None:
+def results(
+    run_id: str, store_url: str | None, server_flag: str | None, fmt: str, output: str | None
+) -> None:
     """Every sequence's outputs, in sequence order."""
     from .output import write_csv, write_jsonl
 
+    client = _client(server_flag, store_url)
+    if client is not None:
+        if fmt == "parquet":
+            raise AnchoError("--format parquet: not through a server; use jsonl or csv")
+        sink = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+        try:
+            for chunk in client.results(run_id, fmt):
+                sink.write(chunk)
+        finally:
+            if output:
+                sink.close()
+        return
     store = _store(store_url)
     run = store.get_run(run_id)
     rows = store.iter_results(run_id)
@@ -161,44 +261,65 @@ def results(run_id: str, store_url: str | None, fmt: str, output: str | None) ->
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @store_option
+@server_option
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table")
-def summary(run_id: str, store_url: str | None, fmt: str) -> None:
+def summary(run_id: str, store_url: str | None, server_flag: str | None, fmt: str) -> None:
     """A run's summary statistics."""
     from .output import summary_document, summary_table
 
-    store = _store(store_url)
-    run = store.get_run(run_id)
-    doc = summary_document(run, store.get_summary(run_id))
+    client = _client(server_flag, store_url)
+    if client is not None:
+        doc = client.summary(run_id)
+    else:
+        store = _store(store_url)
+        doc = summary_document(store.get_run(run_id), store.get_summary(run_id))
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else summary_table(doc))
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @store_option
+@server_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-def logs(run_id: str, store_url: str | None, follow: bool) -> None:
-    """A run's log: scheduler and executor lines."""
+def logs(run_id: str, store_url: str | None, server_flag: str | None, follow: bool) -> None:
+    """A run's log: scheduler, executor and model lines."""
+    client = _client(server_flag, store_url)
+    if client is not None:
+        for ev in client.logs(run_id, follow):
+            click.echo(_log_line(ev["ts"], ev["source"], ev["level"], ev["message"]))
+        return
     store = _store(store_url)
     store.get_run(run_id)
     last = 0
     while True:
+        done = store.get_run(run_id).done  # read before the events: none is missed
         for ev in store.iter_events(run_id, last):
-            stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
-            click.echo(f"{stamp} {ev.source} {ev.level}: {ev.message}")
+            click.echo(_log_line(ev.ts, ev.source, ev.level, ev.message))
             last = ev.id
-        if not follow or store.get_run(run_id).done:
-            if follow:
-                for ev in store.iter_events(run_id, last):
-                    click.echo(f"{ev.source} {ev.level}: {ev.message}")
+        if not follow or done:
             return
-        time.sleep(0.5)
+        time.sleep(0.25)
+
+
+def _log_line(ts: float, source: str, level: str, message: str) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(ts))
+    return f"{stamp} {source} {level}: {message}"
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
 @store_option
-def kill(run_id: str, store_url: str | None) -> None:
+@server_option
+def kill(run_id: str, store_url: str | None, server_flag: str | None) -> None:
     """Kill a run (its scheduler stops its batches within a second)."""
+    client = _client(server_flag, store_url)
+    if client is not None:
+        doc = client.kill(run_id)
+        if doc.get("kill_requested"):
+            click.echo(f"run {run_id}: kill requested")
+        else:
+            click.echo(f"run {run_id} already ended {doc['state']}")
+        return
     store = _store(store_url)
     run = store.get_run(run_id)
     if run.done:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -88,10 +89,8 @@ def _json_value(value: OutputValue) -> Any:
 def write_jsonl(results: Iterable[SequenceResult], out: TextIO) -> int:
     """One JSON object per sequence, in sequence order."""
     n = 0
-    for r in results:
-        doc = r.to_dict()
-        doc["outputs"] = {k: _json_value(v) for k, v in r.outputs.items()}
-        out.write(json.dumps(doc, allow_nan=False) + "\n")
+    for line in iter_lines(results):
+        out.write(line)
         n += 1
     return n
 
@@ -106,11 +105,9 @@ def _csv_value(value: OutputValue | None) -> str:
 
 def write_csv(results: Iterable[SequenceResult], outputs: list[str], out: TextIO) -> int:
     """Columns ``sequence,status,<outputs…>``; floats written exactly (repr)."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["sequence", "status", *outputs])
-    n = 0
-    for r in results:
-        writer.writerow([r.sequence, r.status, *(_csv_value(r.outputs.get(k)) for k in outputs)])
+    n = -1  # the header is not a sequence
+    for line in csv_lines(results, outputs):
+        out.write(line)
         n += 1
     return n
 
@@ -121,3 +118,16 @@ def iter_lines(results: Iterable[SequenceResult]) -> Iterator[str]:
         doc = r.to_dict()
         doc["outputs"] = {k: _json_value(v) for k, v in r.outputs.items()}
         yield json.dumps(doc, allow_nan=False) + "\n"
+
+
+def csv_lines(results: Iterable[SequenceResult], outputs: list[str]) -> Iterator[str]:
+    """The CSV header, then one line per sequence (for files and streaming responses)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["sequence", "status", *outputs])
+    yield buf.getvalue()
+    for r in results:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow([r.sequence, r.status, *(_csv_value(r.outputs.get(k)) for k in outputs)])
+        yield buf.getvalue()

@@ -146,6 +146,13 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         self.connected = threading.Event()
         self.stopping = False
         self._lock = threading.RLock()
+        self.counters = {"offers_declined": 0, "offers_accepted": 0}
+
+    def stats(self) -> dict[str, float]:
+        """Figures for metrics: executors held, offers declined and accepted."""
+        with self._lock:
+            executors = sum(len(run.executors) for run in self.state.runs.values())
+            return {"executors_running": executors, **self.counters}
 
     # --- the one way in -------------------------------------------------------------
     def handle(self, event: Event) -> None:
@@ -230,9 +237,11 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
     def _execute(self, cmd: Command) -> None:
         match cmd:
             case Launch():
+                self.counters["offers_accepted"] += 1
                 tasks = [self._task_info(cmd.agent_id, t) for t in cmd.tasks]
                 self.driver.launchTasks({"value": cmd.offer_id}, tasks, {"refuse_seconds": 1.0})
             case Decline():
+                self.counters["offers_declined"] += len(cmd.offer_ids)
                 offers = [{"value": o} for o in cmd.offer_ids]
                 self.driver.declineOffer(offers, {"refuse_seconds": cmd.refuse_s})
             case Revive():

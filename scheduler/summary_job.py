@@ -47,7 +47,7 @@ def summarize_run(
     params = dict(run.spec.get("parameters", {}))
     custom = None
     if model.get("summary"):
-        model_dir = materialize(model["source"], cache_dir / "models")
+        model_dir = materialize(model["source"], cache_dir / "models", store)
         if model.get("requirements"):
             activate(install(model_dir / model["requirements"], cache_dir))
         custom = _fresh_import(model_dir, model["summary"])
@@ -141,7 +141,10 @@ class SummaryJob:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
             try:
-                proc.stdin.write(json.dumps({"run_id": run_id, "store": self.store.url}) + "\n")
+                # A server's store routes runs to their owner's store: the worker gets that.
+                url_for_run = getattr(self.store, "url_for_run", None)
+                url = url_for_run(run_id) if url_for_run else self.store.url
+                proc.stdin.write(json.dumps({"run_id": run_id, "store": url}) + "\n")
                 proc.stdin.flush()
                 line = proc.stdout.readline()
             except (BrokenPipeError, OSError):

@@ -1,0 +1,47 @@
+"""What every request handler of the server needs: stores, the scheduler, limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store import RunRecord, UserRecord
+from ..users import hash_token
+from .stores import RoutingStore
+
+#: Uploads larger than this are refused with 413 (``ANCHO_MAX_UPLOAD_MB`` to change).
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 2**20
+#: How long a token lookup is trusted: a revoked token stops working within this.
+TOKEN_TTL_S = 2.0
+
+
+@dataclass
+class ServerContext:
+    """The server's state shared by its handlers (one per process)."""
+
+    store: RoutingStore
+    submit: Callable[[RunRecord], None] = lambda _run: None
+    kill: Callable[[str], None] = lambda _run_id: None
+    scheduler_stats: Callable[[], dict[str, float]] = dict
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    follow_poll_s: float = 0.25
+    _tokens: dict[str, UserRecord] = field(default_factory=dict)
+    _tokens_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def user_for_token(self, token: str) -> UserRecord | None:
+        """The live user holding ``token`` (users re-read at most every TOKEN_TTL_S)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._tokens_at > TOKEN_TTL_S:
+                users = self.store.list_users()
+                self._tokens = {u.token_sha256: u for u in users if not u.revoked}
+                self._tokens_at = now
+            return self._tokens.get(hash_token(token))
+
+    def extra(self) -> dict[str, Any]:
+        """Scheduler figures for /metrics."""
+        return dict(self.scheduler_stats())

@@ -1,0 +1,124 @@
+"""``ancho server``: the scheduler (one pymesos driver) and the REST API in one process.
+
+The API is served by waitress (a production WSGI server: one process, a thread pool).
+SIGTERM or SIGINT stops the API, then stops the driver with failover: the master keeps
+the framework and its tasks, and a restarted server re-subscribes with the stored
+framework ID and carries on the runs (with the embedded master, which ends with this
+process, the restart resubmits the unfinished runs from the store).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import AnchoError
+from ..store import open_store
+from .app import create_app
+from .context import DEFAULT_MAX_UPLOAD_BYTES, ServerContext
+from .stores import RoutingStore
+
+log = logging.getLogger("ancho.server")
+
+
+@dataclass(slots=True, frozen=True)
+class ServerOptions:
+    """``ancho server`` flags."""
+
+    master: str = "embedded"
+    store_url: str | None = None
+    bind: str = "127.0.0.1:8080"
+    work_dir: Path = Path(".ancho")
+    threads: int = 32
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: any free one)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise AnchoError(f"--bind {bind!r}: must look like HOST:PORT (e.g. 127.0.0.1:8080)")
+    return host, int(port)
+
+
+def serve(options: ServerOptions) -> None:
+    """Run until SIGTERM/SIGINT; print the URL on stdout's first line."""
+    from waitress.server import create_server
+
+    from scheduler.framework import ExecutorLaunch
+    from scheduler.service import SchedulerService, config_from_env
+    from scheduler.summary_job import SummaryJob
+
+    from ..embedded.docker_containerizer import share_with_containers
+    from ..runner import executor_command
+
+    host, port = parse_bind(options.bind)
+    work_dir = options.work_dir.resolve()
+    store = RoutingStore(open_store(options.store_url))
+    if not any(not u.revoked for u in store.list_users()):
+        log.warning("no users yet: create one with `ancho user add NAME --store %s`", store.url)
+    cluster: Any = None
+    master = options.master
+    if master == "embedded":
+        from ..embedded import EmbeddedCluster
+        from ..embedded.containerizer import ProcessContainerizer
+        from ..embedded.docker_containerizer import DockerContainerizer
+
+        containerizers = (ProcessContainerizer(), DockerContainerizer())
+        cluster = EmbeddedCluster(work_dir / "mesos", containerizers=containerizers)
+        master = cluster.start()
+    docker_cache = work_dir / "cache-docker"
+    share_with_containers(docker_cache)
+    job = SummaryJob(store, os.environ.get("ANCHO_SPARK_MASTER", "local[*]"),
+                     work_dir=work_dir, cache_dir=work_dir / "cache")  # fmt: skip
+    launch = ExecutorLaunch(
+        command=executor_command(),
+        environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},
+        store_url_for=store.url_for_run,
+        docker_cache_dir=str(docker_cache),
+    )
+    service = SchedulerService(store, master, launch, job, config_from_env())
+    try:
+        service.start()
+        resumed = service.resume_active()
+        if resumed:
+            log.info("resumed %d unfinished runs: %s", len(resumed), ", ".join(resumed))
+        max_mb = os.environ.get("ANCHO_MAX_UPLOAD_MB")
+        context = ServerContext(
+            store=store,
+            submit=service.submit,
+            kill=service.kill,
+            scheduler_stats=service.framework.stats,
+            max_upload_bytes=int(float(max_mb) * 2**20) if max_mb else DEFAULT_MAX_UPLOAD_BYTES,
+        )
+        server = create_server(create_app(context), host=host, port=port,
+                               threads=options.threads, send_bytes=1,
+                               channel_timeout=300, ident="ancho")  # fmt: skip
+        bound = getattr(server, "effective_port", port)
+        sys.stdout.write(f"ancho server listening on http://{host}:{bound} (master {master})\n")
+        sys.stdout.flush()
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal %d: stopping (the framework fails over)", signum)
+            stop.set()
+            server.close()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            server.run()
+        except (OSError, ValueError):
+            if not stop.is_set():
+                raise
+    finally:
+        service.stop(failover=True)
+        job.close()
+        if cluster is not None:
+            cluster.stop()
+        store.close()
