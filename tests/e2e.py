@@ -85,3 +85,68 @@ def write_spec(folder: Path, spec: dict[str, Any], name: str = "spec.json") -> P
     path = folder / name
     path.write_text(json.dumps(spec))
     return path
+
+
+class LiveServer:
+    """A real ``ancho server`` subprocess on a free port (stopped with SIGTERM)."""
+
+    def __init__(self, store: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.store, self.cwd = store, cwd
+        self.env = {**os.environ, **(env or {})}
+        for key in ("ANCHO_STORE", "ANCHO_SERVER", "ANCHO_TOKEN"):
+            self.env.pop(key, None)
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 90) -> LiveServer:
+        """Start and wait for ``ancho server listening on URL`` on stdout."""
+        self.proc = subprocess.Popen(
+            [ANCHO, "server", "--store", self.store, "--bind", "127.0.0.1:0"],
+            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+            stderr=(self.cwd / "server.log").open("a"), text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            log = (self.cwd / "server.log").read_text()[-3000:]
+            raise AssertionError(f"the server did not start: {line!r}\n{log}")
+        self.url = line.split("listening on ", 1)[1].split()[0]
+        return self
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def request(self, method: str, path: str, token: str | None = None, body: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any, str]:  # fmt: skip
+        """``(status, parsed JSON or None, raw text)`` of one API call."""
+        import urllib.error
+        import urllib.request
+
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if body is not None and not isinstance(body, bytes):
+            req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, text = resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read().decode()
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        return status, doc, text

@@ -16,6 +16,7 @@ from .stores import RoutingStore
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 2**20
 #: How long a token lookup is trusted: a revoked token stops working within this.
 TOKEN_TTL_S = 2.0
+MISS_RELOAD_S = 0.25
 
 
 @dataclass
@@ -33,14 +34,21 @@ class ServerContext:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def user_for_token(self, token: str) -> UserRecord | None:
-        """The live user holding ``token`` (users re-read at most every TOKEN_TTL_S)."""
+        """The live user holding ``token``.
+
+        Users are re-read at most every TOKEN_TTL_S (so a revoked token stops working
+        within that), and at once, at most every MISS_RELOAD_S, for an unknown token (so a
+        new user's token works at once without letting bad tokens hammer the store).
+        """
+        digest = hash_token(token)
         now = time.monotonic()
         with self._lock:
-            if now - self._tokens_at > TOKEN_TTL_S:
+            age = now - self._tokens_at
+            if age > TOKEN_TTL_S or (digest not in self._tokens and age > MISS_RELOAD_S):
                 users = self.store.list_users()
                 self._tokens = {u.token_sha256: u for u in users if not u.revoked}
                 self._tokens_at = now
-            return self._tokens.get(hash_token(token))
+            return self._tokens.get(digest)
 
     def extra(self) -> dict[str, Any]:
         """Scheduler figures for /metrics."""

@@ -94,10 +94,10 @@ def get_summary(run_id: str) -> Response:
 @bp.get("/<run_id>/results")
 def get_results(run_id: str) -> Response:
     """Every sequence in order as JSON lines or CSV, streamed page by page."""
+    run = own_run(run_id)
     fmt = request.args.get("format", "jsonl")
     if fmt not in ("jsonl", "csv"):
         raise SpecError("invalid query", [ErrorDetail("format", "must be jsonl or csv")])
-    run = own_run(run_id)
     rows = context().store.iter_results(run_id)
     lines = iter_lines(rows) if fmt == "jsonl" else csv_lines(rows, list(run.outputs or []))
     mime = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
