@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 WHEELS := .cache/wheels
 EXAMPLE ?= examples/pi
 
-.PHONY: install install-test run test lint typecheck pytest bench clean cassandra cassandra-stop docker image
+.PHONY: install install-test run test lint typecheck pytest bench clean cassandra cassandra-stop docker image chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +48,15 @@ cassandra-stop:
 docker:
 	bash scripts/docker_engine.sh
 
+# Headless Chromium (Debian's chromium, installed if missing), idempotent: `ancho report --pdf`.
+chromium:
+	bash scripts/install-chromium.sh
+
 # ancho/base (debootstrap + docker import, no registry) and ancho/executor:<version>.
 image: install docker
 	bash docker/build-images.sh
 
-pytest: install-test cassandra image
+pytest: install-test cassandra image chromium
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

@@ -12,12 +12,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .errors import AnchoError, SpecError
 from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .report import ReportData
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -274,6 +277,42 @@ def summary(run_id: str, store_url: str | None, server_flag: str | None, fmt: st
         store = _store(store_url)
         doc = summary_document(store.get_run(run_id), store.get_summary(run_id))
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else summary_table(doc))
+
+
+def _report_data(run_id: str, store_url: str | None, server_flag: str | None) -> ReportData:
+    """What ``ancho report`` shows (run, summary, results iterator), from the store or API."""
+    from .client import record_from_dict
+    from .report import ReportData
+
+    client = _client(server_flag, store_url)
+    if client is not None:
+        run = record_from_dict(client.run(run_id))
+        return ReportData(run, client.summary(run_id), client.result_rows(run_id))
+    store = _store(store_url)
+    run = store.get_run(run_id)
+    return ReportData(run, store.get_summary(run_id), store.iter_results(run_id))
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "-o", "output", required=True, type=click.Path(), metavar="FILE", help="Report file to write."
+)
+@click.option("--pdf", is_flag=True, help="Write a PDF (printed with headless Chromium).")
+@store_option
+@server_option
+def report(
+    run_id: str, output: str, pdf: bool, store_url: str | None, server_flag: str | None
+) -> None:
+    """A self-contained HTML report of a run (charts, summary, failures, spec), or a PDF."""
+    from .report import build_report, check_output_path, find_chromium, save_report
+
+    check_output_path(output)
+    chromium = find_chromium() if pdf else None
+    data = _report_data(run_id, store_url, server_flag)
+    page = build_report(data.run, data.summary, data.results)
+    save_report(page, output, pdf=pdf, chromium=chromium)
+    click.echo(f"report of run {data.run.id} ({data.run.state}): {output}")
 
 
 @cli.command()

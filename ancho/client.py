@@ -127,6 +127,13 @@ class Client:
             while chunk := resp.read(1 << 16):
                 yield chunk
 
+    def result_rows(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """The results as JSON-lines dicts, streamed."""
+        with self._open("GET", f"/api/v1/runs/{_quote(run_id)}/results?format=jsonl") as resp:
+            for line in resp:
+                if line.strip():
+                    yield json.loads(line)
+
     def logs(self, run_id: str, follow: bool) -> Iterator[dict[str, Any]]:
         """Log events; with ``follow`` until the run ends."""
         path = f"/api/v1/runs/{_quote(run_id)}/logs?follow={int(follow)}"
@@ -181,7 +188,7 @@ def record_from_dict(doc: dict[str, Any]) -> RunRecord:
     return RunRecord(
         id=doc["id"],
         name=doc.get("name", ""),
-        spec={},
+        spec=doc.get("spec") or {},
         seed=int(doc.get("seed", 0)),
         sequences=int(counts.get("total", 0)),
         state=doc["state"],

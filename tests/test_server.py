@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -102,6 +103,10 @@ def test_submit_wait_matches_a_local_run_and_query_commands_work(
     assert rid in [r["id"] for r in listed]
     logs = ancho("logs", rid, cwd=tmp_path, env=env)
     assert logs.code == 0 and "run finished" in logs.stdout
+    report = ancho("report", rid, "-o", str(tmp_path / "r.html"), cwd=tmp_path, env=env)
+    assert report.code == 0, report.stderr
+    page = html.unescape((tmp_path / "r.html").read_text())
+    assert rid in page and "inside" in page and '"samples"' in page  # run, outputs, spec
 
 
 def test_post_a_spec_with_an_uploaded_model(site: Site) -> None:
@@ -294,3 +299,33 @@ def test_the_config_file_names_server_and_token(site: Site, tmp_path: Path) -> N
     assert out.code == 0, out.stderr
     _, bobs, _ = site.call("GET", "/api/v1/runs", user="bob")
     assert [r["id"] for r in out.jsonl()] == [r["id"] for r in bobs["runs"]]
+
+
+def test_with_cassandra_each_users_runs_live_in_their_keyspace(
+    cassandra_url: str, tmp_path: Path
+) -> None:
+    suffix = os.urandom(3).hex()
+    names = (f"sv_a_{suffix}", f"sv_b_{suffix}")
+    added = {}
+    for name in names:
+        out = ancho("user", "add", name, "--store", cassandra_url, cwd=tmp_path)
+        assert out.code == 0, out.stderr
+        added[name] = out.json()
+    server = LiveServer(cassandra_url, tmp_path).start()
+    try:
+        a, b = names
+        env = {"ANCHO_SERVER": server.url, "ANCHO_TOKEN": added[a]["token"],
+               "XDG_CONFIG_HOME": str(tmp_path)}  # fmt: skip
+        sub = ancho("submit", str(EXAMPLES / "pi"), "--sequences", "400", "--wait",
+                    cwd=tmp_path, env=env)  # fmt: skip
+        assert sub.code == 0, sub.stderr
+        rid = run_id_of(sub)
+    finally:
+        assert server.stop() == 0
+    # The executors wrote with a's role into a's keyspace: a's own URL reads the run...
+    own = ancho("results", rid, "--store", added[a]["store"], cwd=tmp_path)
+    assert own.code == 0 and len(own.stdout.splitlines()) == 400
+    # ...while b's keyspace and the admin keyspace do not have it.
+    for url in (added[b]["store"], cassandra_url):
+        other = ancho("status", rid, "--store", url, cwd=tmp_path)
+        assert other.code == 2 and "no run" in other.stderr

@@ -70,8 +70,9 @@ def list_runs() -> Response:
 
 @bp.get("/<run_id>")
 def get_run(run_id: str) -> Response:
-    """State, counts, timestamps and seed."""
-    return jsonify(own_run(run_id).to_dict())
+    """State, counts, timestamps and seed; also the run's spec."""
+    run = own_run(run_id)
+    return jsonify({**run.to_dict(), "spec": run.spec})
 
 
 @bp.delete("/<run_id>")
@@ -124,6 +125,8 @@ def get_logs(run_id: str) -> Response:
     follow = request.args.get("follow", "0") in ("1", "true", "yes")
     try:
         after = int(request.args.get("after", "0"))
+        if not 0 <= after < 2**63:  # a store's event ids are 64-bit
+            raise ValueError(after)
     except ValueError:
         raise SpecError("invalid query", [ErrorDetail("after", "must be an integer")]) from None
     return Response(stream_with_context(_log_lines(run_id, after, follow)),
