@@ -289,7 +289,7 @@ class _Cache:
                     raise self.fail("cannot unpack: not a gzip tarball")
                 fh.seek(0)
                 with tarfile.open(fileobj=fh, mode="r:gz") as tar:
-                    tar.extractall(tmp, filter="data")
+                    safe_extract(tar, tmp)
             tmp.rename(self.root / digest)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -327,6 +327,33 @@ class _Cache:
             tmp = path.with_name(f"{_INDEX}.{os.getpid()}")
             tmp.write_text(json.dumps(entries, indent=1, sort_keys=True), "utf-8")
             tmp.replace(path)
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract regular files and folders only, all inside ``dest``.
+
+    Python 3.11.4+ does this with ``filter="data"``; the executor image's Python
+    (Debian bookworm's 3.11.2) has no filters, so the same rule is applied by hand there.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not target.is_relative_to(root) or member.name.startswith("/"):
+            raise tarfile.TarError(f"{member.name!r} points outside the model folder")
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif member.isfile():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None
+            with source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            target.chmod(0o755 if member.mode & 0o111 else 0o644)
+        else:
+            raise tarfile.TarError(f"{member.name!r}: links and devices are not allowed")
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ host network and share the SQLite file's folder).
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 import time
@@ -221,3 +222,23 @@ def test_requirements_installed_once_per_agent_for_containers(
     assert second.code == 0 and second.json()["ok"] == 30
     assert [p for p in envs.iterdir() if p.is_dir()] == [env] and env.stat().st_mtime_ns == stamp
     assert _containers() == []
+
+
+def test_an_uploaded_model_runs_in_docker_from_the_agents_cache(
+    executor_image: str, tmp_path: Path
+) -> None:
+    from ancho.client import pack
+    from ancho.store import open_store
+
+    data = pack(EXAMPLES / "pi")
+    digest = hashlib.sha256(data).hexdigest()
+    open_store(f"sqlite:///{tmp_path / '.ancho' / 'ancho.db'}").put_model(digest, data)
+    spec = {"model": {"source": f"sha256:{digest}", "entrypoint": "model:simulate"},
+            "sequences": 200, "seed": 4, "executor": {"containerizer": "docker"}}  # fmt: skip
+    docker = ancho("run", str(write_spec(tmp_path, spec)), cwd=tmp_path)
+    assert docker.code == 0, docker.stderr
+    local = ancho("run", str(EXAMPLES / "pi"), "--sequences", "200", "--seed", "4", cwd=tmp_path)
+    a = ancho("results", run_id_of(docker), cwd=tmp_path).stdout
+    b = ancho("results", run_id_of(local), cwd=tmp_path).stdout
+    assert a == b and len(a.splitlines()) == 200
+    assert (tmp_path / ".ancho" / "cache-docker" / "models").is_dir()  # fetched once per agent

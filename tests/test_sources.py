@@ -786,3 +786,30 @@ def test_run_whose_source_fails_ends_failed_with_the_reason(
     status = ancho("status", run_id, cwd=tmp_path).json()
     assert status["state"] == "FAILED"
     assert reason in status["reason"] and source.split("#")[0] in status["reason"]
+
+
+def test_safe_extract_without_tarfile_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executor image's Python 3.11.2 has no extraction filters: the fallback holds."""
+    import io
+    import tarfile
+
+    from ancho.client import pack
+    from ancho.sources import safe_extract
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    with tarfile.open(fileobj=io.BytesIO(pack(EXAMPLES / "pi")), mode="r:gz") as tar:
+        safe_extract(tar, tmp_path / "ok")
+    assert (tmp_path / "ok" / "model" / "model.py").read_bytes() == (
+        EXAMPLES / "pi" / "model.py"
+    ).read_bytes()
+    for name, kind in (("../evil", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "/etc/passwd"
+            tar.addfile(info, io.BytesIO(b""))
+        buf.seek(0)
+        with tarfile.open(fileobj=buf, mode="r:gz") as tar, pytest.raises(tarfile.TarError):
+            safe_extract(tar, tmp_path / "bad")
