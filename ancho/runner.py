@@ -41,6 +41,17 @@ def new_run(spec: RunSpec, owner: str = "local") -> RunRecord:
     )
 
 
+#: Variables executors get from the process that launches them (process executors
+#: inherit everything; Docker ones only these): the standard AWS settings for s3:// models.
+PASSTHROUGH_PREFIXES = ("AWS_",)
+
+
+def executor_environment(cache_dir: Path) -> dict[str, str]:
+    """The environment every executor of this machine gets."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
+    return {**env, "PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(cache_dir)}
+
+
 def executor_command() -> str:
     """How the embedded agent starts an executor: this interpreter, so this install."""
     return f"{shlex.quote(sys.executable)} -m executor"
@@ -79,7 +90,7 @@ def run_local(
         share_with_containers(docker_cache, *_sqlite_files(store.url))
     launch = ExecutorLaunch(
         command=executor_command(),
-        environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},
+        environment=executor_environment(work_dir / "cache"),
         store_url_for=lambda _run_id: store.url,
         docker_cache_dir=str(docker_cache),
     )

@@ -55,7 +55,7 @@ def serve(options: ServerOptions) -> None:
     from scheduler.summary_job import SummaryJob
 
     from ..embedded.docker_containerizer import share_with_containers
-    from ..runner import executor_command
+    from ..runner import executor_command, executor_environment
 
     host, port = parse_bind(options.bind)
     work_dir = options.work_dir.resolve()
@@ -78,7 +78,7 @@ def serve(options: ServerOptions) -> None:
                      work_dir=work_dir, cache_dir=work_dir / "cache")  # fmt: skip
     launch = ExecutorLaunch(
         command=executor_command(),
-        environment={"PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(work_dir / "cache")},
+        environment=executor_environment(work_dir / "cache"),
         store_url_for=store.url_for_run,
         docker_cache_dir=str(docker_cache),
     )
