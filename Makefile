@@ -61,9 +61,11 @@ pytest: install-test cassandra image chromium
 
 test: lint typecheck pytest
 
-bench: install cassandra
+bench: install cassandra image
 	$(PY) bench/run_bench.py
 	$(PY) bench/cassandra_bench.py
+	$(PY) bench/docker_bench.py
+	$(PY) bench/server_bench.py
 
 clean:
 	rm -rf $(VENV) .ancho build *.egg-info

@@ -142,10 +142,14 @@ def _asdict(obj: Any) -> dict[str, Any]:
 
 
 def _default_name(source: str) -> str:
-    tail = source.rstrip("/").rsplit("/", 1)[-1]
+    tail = source.rstrip("/").rsplit("/", 1)[-1].split("#", 1)[0]
     for suffix in (".tar.gz", ".tgz"):
         tail = tail.removesuffix(suffix)
-    return tail or "run"
+    return tail[:128] or "run"
+
+
+#: The smallest ``resources.cpus``: the executor and its batch tasks each need a share.
+MIN_CPUS = 0.05
 
 
 def validate(data: Any) -> None:
@@ -158,6 +162,11 @@ def validate(data: Any) -> None:
     source = model.get("source") if isinstance(model, dict) else None
     if isinstance(source, str) and source and (problem := sources.check(source)):
         details.append(ErrorDetail("/model/source", problem))
+    res = data.get("resources") if isinstance(data, dict) else None
+    cpus = res.get("cpus") if isinstance(res, dict) else None
+    if isinstance(cpus, int | float) and not isinstance(cpus, bool) and 0 < cpus < MIN_CPUS:
+        details.append(ErrorDetail("/resources/cpus", f"must be >= {MIN_CPUS} (an executor's"
+                                   " share; Mesos counts cpus in thousandths)"))  # fmt: skip
     if details:
         raise SpecError("invalid run spec", details)
 

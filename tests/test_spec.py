@@ -532,3 +532,15 @@ def test_drawn_seed_is_recorded_in_to_dict() -> None:
 )
 def test_name_defaults_to_the_model_folder(source: str, name: str) -> None:
     assert spec_from_data(spec(model={"source": source})).name == name
+
+
+def test_tiny_cpus_are_refused_and_long_names_shortened() -> None:
+    assert errors_of(spec(resources={"cpus": 1e-300})) == [
+        (
+            "/resources/cpus",
+            "must be >= 0.05 (an executor's share; Mesos counts cpus in thousandths)",
+        )
+    ]
+    long_source = "/models/" + "m" * 300
+    assert len(RunSpec.from_dict({"model": {"source": long_source, "entrypoint": "m:f"},
+                                  "sequences": 1}).name) == 128  # fmt: skip

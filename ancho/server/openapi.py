@@ -2,6 +2,12 @@
 
 The run-spec schema is the package's JSON Schema (one definition): its ``$defs`` become
 component schemas and its ``$ref``s are rewritten to point at them.
+
+Every status an operation really answers is declared, each error as the one JSON shape
+``{"error", "details": [{"path", "message"}]}`` (``components.schemas.Error``). Besides
+those, any route answers a method it does not serve with 405, and a path it does not
+know with 404, in the same shape. ``tests/test_openapi.py`` checks the document against
+the app's routes and runs schemathesis against a live server.
 """
 
 from __future__ import annotations
@@ -11,6 +17,17 @@ import functools
 from typing import Any
 
 from ..spec import schema as run_spec_schema
+
+STATES = ["QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED", "FAILED", "KILLED"]
+
+#: What ``POST /api/v1/runs`` takes, as shown in the document.
+SPEC_EXAMPLE = {
+    "name": "pi-demo",
+    "model": {"source": "sha256:" + "0" * 64, "entrypoint": "model:simulate"},
+    "parameters": {"samples": 10000},
+    "sequences": 1000,
+    "seed": 42,
+}
 
 
 def _rewrite_refs(node: Any) -> Any:
@@ -32,8 +49,35 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-ERROR = _json(_ref("Error"), "error")
-RUN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+def _lines(description: str, *media_types: str) -> dict[str, Any]:
+    """A streamed text response (JSON lines, CSV): its body is not one JSON document."""
+    return {
+        "description": description,
+        "content": {m: {"schema": {"type": "string"}} for m in media_types},
+    }
+
+
+ERROR = {"$ref": "#/components/responses/Error"}
+RUN_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "the run's id (another user's run is answered 404, like a missing one)",
+    "schema": {"type": "string"},
+}
+#: Answers of every operation on one of the caller's runs.
+RUN_ERRORS = {"401": ERROR, "404": ERROR}
+GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> Any:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
 
 
 @functools.cache
@@ -46,35 +90,56 @@ def document() -> dict[str, Any]:
     schemas: dict[str, Any] = {name: _rewrite_refs(s) for name, s in defs.items()}
     schemas["RunSpec"] = _rewrite_refs(spec)
     schemas.update(_shapes())
-    auth_errors = {"401": ERROR, "404": ERROR}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Ancho",
             "version": "1",
-            "description": "Run Python simulation models at scale.",
+            "description": (
+                "Run Python simulation models at scale. Every error is JSON"
+                ' {"error", "details": [{"path", "message"}]}: besides the statuses each'
+                " operation declares, a method a path does not serve is answered 405 and"
+                " an unknown path 404."
+            ),
         },
         "servers": [{"url": "/"}],
         "components": {
             "schemas": schemas,
+            "responses": {"Error": _json(_ref("Error"), "an error (never a traceback)")},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
         "paths": {
             "/api/v1/runs": {
                 "post": {
+                    "operationId": "submitRun",
                     "summary": "Submit a run",
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _ref("RunSpec")}},
+                        "content": {
+                            "application/json": {
+                                "schema": _ref("RunSpec"),
+                                "example": SPEC_EXAMPLE,
+                            }
+                        },
                     },
                     "responses": {
-                        "201": _json(_ref("Submitted"), "the run is stored and queued"),
+                        "201": {
+                            **_json(_ref("Submitted"), "the run is stored and queued"),
+                            "headers": {
+                                "Location": {
+                                    "description": "the run's URL",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                        },
                         "400": ERROR,
                         "401": ERROR,
+                        "413": ERROR,
                     },
                 },
                 "get": {
+                    "operationId": "listRuns",
                     "summary": "The caller's runs, newest first",
                     "responses": {"200": _json(_ref("RunList"), "runs"), "401": ERROR},
                 },
@@ -82,81 +147,99 @@ def document() -> dict[str, Any]:
             "/api/v1/runs/{id}": {
                 "parameters": [RUN_ID],
                 "get": {
-                    "summary": "A run's state, counts, timestamps and seed",
-                    "responses": {"200": _json(_ref("Run"), "the run"), **auth_errors},
+                    "operationId": "getRun",
+                    "summary": "A run's state, counts, timestamps, seed and spec",
+                    "responses": {"200": _json(_ref("RunDetail"), "the run"), **RUN_ERRORS},
                 },
                 "delete": {
-                    "summary": "Kill a run",
-                    "responses": {"202": _json(_ref("Killed"), "kill requested"), **auth_errors},
+                    "operationId": "killRun",
+                    "summary": "Kill a run (a finished run stays as it is)",
+                    "responses": {"202": _json(_ref("Killed"), "kill requested"), **RUN_ERRORS},
                 },
             },
             "/api/v1/runs/{id}/results": {
                 "parameters": [RUN_ID],
                 "get": {
+                    "operationId": "getResults",
                     "summary": "Every sequence, in sequence order (streamed)",
                     "parameters": [
-                        {
-                            "name": "format",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "enum": ["jsonl", "csv"]},
-                        }
+                        _query(
+                            "format",
+                            {"type": "string", "enum": ["jsonl", "csv"], "default": "jsonl"},
+                            "JSON lines, or CSV with columns sequence,status,<outputs…>",
+                        )
                     ],
                     "responses": {
-                        "200": {
-                            "description": "one line per sequence",
-                            "content": {
-                                "application/x-ndjson": {"schema": {"type": "string"}},
-                                "text/csv": {"schema": {"type": "string"}},
-                            },
-                        },
+                        "200": _lines("one line per sequence", "application/x-ndjson", "text/csv"),
                         "400": ERROR,
-                        **auth_errors,
+                        **RUN_ERRORS,
                     },
                 },
             },
             "/api/v1/runs/{id}/summary": {
                 "parameters": [RUN_ID],
                 "get": {
+                    "operationId": "getSummary",
                     "summary": "The summary JSON",
-                    "responses": {"200": _json(_ref("Summary"), "the summary"), **auth_errors},
+                    "responses": {"200": _json(_ref("Summary"), "the summary"), **RUN_ERRORS},
                 },
             },
             "/api/v1/runs/{id}/logs": {
                 "parameters": [RUN_ID],
                 "get": {
+                    "operationId": "getLogs",
                     "summary": "Scheduler, executor and model log lines (JSON lines)",
                     "parameters": [
-                        {
-                            "name": "follow",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "enum": ["0", "1"]},
-                        },
-                        {
-                            "name": "after",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "integer", "minimum": 0},
-                        },
+                        _query(
+                            "follow",
+                            {"type": "string", "enum": ["0", "1"]},
+                            "1: stream new lines until the run ends",
+                        ),
+                        _query(
+                            "after",
+                            {"type": "integer", "minimum": 0},
+                            "only lines after the one with this id",
+                        ),
                     ],
                     "responses": {
-                        "200": {
-                            "description": "log lines",
-                            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-                        },
+                        "200": _lines(
+                            'one {"id", "ts", "source", "level", "message"} per line',
+                            "application/x-ndjson",
+                        ),
                         "400": ERROR,
-                        **auth_errors,
+                        **RUN_ERRORS,
+                    },
+                },
+            },
+            "/api/v1/runs/{id}/histogram": {
+                "parameters": [RUN_ID],
+                "get": {
+                    "operationId": "getHistogram",
+                    "summary": "Counts of one output's values in equal-width bins",
+                    "parameters": [
+                        _query("output", {"type": "string"}, "an output of the run", True),
+                        _query(
+                            "bins",
+                            {"type": "integer", "minimum": 1, "maximum": 200, "default": 40},
+                            "how many bins",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Histogram"), "the histogram"),
+                        "400": ERROR,
+                        **RUN_ERRORS,
                     },
                 },
             },
             "/api/v1/models": {
                 "post": {
+                    "operationId": "uploadModel",
                     "summary": "Upload a model (.tar.gz) for sha256: sources",
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "application/gzip": {"schema": {"type": "string", "format": "binary"}}
+                            m: {"schema": {"type": "string", "format": "binary"}}
+                            for m in GZIP_TYPES
                         },
                     },
                     "responses": {
@@ -170,6 +253,7 @@ def document() -> dict[str, Any]:
             },
             "/api/v1/openapi.json": {
                 "get": {
+                    "operationId": "getOpenapi",
                     "summary": "This document",
                     "security": [],
                     "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
@@ -177,21 +261,27 @@ def document() -> dict[str, Any]:
             },
             "/healthz": {
                 "get": {
+                    "operationId": "healthz",
                     "summary": "Liveness",
                     "security": [],
-                    "responses": {"200": _json({"type": "object"}, "alive")},
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {"status": {"const": "ok"}},
+                            },
+                            "alive",
+                        )
+                    },
                 },
             },
             "/metrics": {
                 "get": {
-                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text format, names prefixed ancho_)",
                     "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "text format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
-                    },
+                    "responses": {"200": _lines("text format", "text/plain")},
                 },
             },
         },
@@ -200,19 +290,19 @@ def document() -> dict[str, Any]:
 
 def _shapes() -> dict[str, Any]:
     number = {"type": ["number", "null"]}
+    integer = {"type": "integer", "minimum": 0}
     counts = {
         "type": "object",
         "required": ["total", "ok", "failed", "running"],
-        "properties": {k: {"type": "integer"} for k in ("total", "ok", "failed", "running")},
+        "properties": {k: integer for k in ("total", "ok", "failed", "running")},
     }
-    states = ["QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED", "FAILED", "KILLED"]
     run = {
         "type": "object",
         "required": ["id", "name", "state", "seed", "counts"],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
-            "state": {"type": "string", "enum": states},
+            "state": {"type": "string", "enum": STATES},
             "owner": {"type": "string"},
             "seed": {"type": "integer"},
             "counts": counts,
@@ -240,6 +330,17 @@ def _shapes() -> dict[str, Any]:
             },
         },
         "Run": run,
+        "RunDetail": {
+            "allOf": [
+                _ref("Run"),
+                {
+                    "type": "object",
+                    "required": ["spec"],
+                    "properties": {"spec": _ref("RunSpec")},
+                    "description": "the run's spec, every default written out",
+                },
+            ]
+        },
         "RunList": {
             "type": "object",
             "required": ["runs"],
@@ -248,37 +349,49 @@ def _shapes() -> dict[str, Any]:
         "Submitted": {
             "type": "object",
             "required": ["id", "state"],
-            "properties": {"id": {"type": "string"}, "state": {"type": "string", "enum": states}},
+            "properties": {"id": {"type": "string"}, "state": {"type": "string", "enum": STATES}},
         },
         "Killed": {
             "type": "object",
-            "required": ["id", "state"],
+            "required": ["id", "state", "kill_requested"],
             "properties": {
                 "id": {"type": "string"},
-                "state": {"type": "string", "enum": states},
+                "state": {"type": "string", "enum": STATES},
                 "kill_requested": {"type": "boolean"},
             },
         },
         "Uploaded": {
             "type": "object",
-            "required": ["source"],
+            "required": ["source", "bytes"],
             "properties": {
                 "source": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
-                "bytes": {"type": "integer"},
+                "bytes": integer,
             },
         },
         "Summary": {
             "type": "object",
-            "required": ["run", "state", "outputs"],
+            "required": ["run", "state", "seed", "sequences", "ok", "failed", "outputs", "custom"],
             "properties": {
                 "run": {"type": "string"},
-                "state": {"type": "string"},
+                "state": {"type": "string", "enum": STATES},
                 "seed": {"type": "integer"},
                 "sequences": {"type": "integer"},
-                "ok": {"type": "integer"},
-                "failed": {"type": "integer"},
-                "outputs": {"type": "object"},
+                "ok": integer,
+                "failed": integer,
+                "outputs": {"type": "object", "additionalProperties": {"type": "object"}},
                 "custom": {"type": "object"},
+            },
+        },
+        "Histogram": {
+            "type": "object",
+            "required": ["output", "bins", "edges", "counts", "count", "skipped"],
+            "properties": {
+                "output": {"type": "string"},
+                "bins": {"type": "integer", "minimum": 0, "maximum": 200},
+                "edges": {"type": "array", "items": {"type": "number"}},
+                "counts": {"type": "array", "items": integer},
+                "count": integer,
+                "skipped": integer,
             },
         },
     }

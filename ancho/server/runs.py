@@ -102,7 +102,19 @@ def get_results(run_id: str) -> Response:
     rows = context().store.iter_results(run_id)
     lines = iter_lines(rows) if fmt == "jsonl" else csv_lines(rows, list(run.outputs or []))
     mime = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
-    return Response(stream_with_context(_chunks(lines)), mimetype=mime)
+    return Response(stream_with_context(_primed(_chunks(lines))), mimetype=mime)
+
+
+def _primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Read the first piece now: a failure before anything is sent is a JSON error."""
+    first = next(chunks, None)
+
+    def rest() -> Iterator[bytes]:
+        if first is not None:
+            yield first
+        yield from chunks
+
+    return rest()
 
 
 def _chunks(lines: Iterator[str]) -> Iterator[bytes]:
@@ -129,7 +141,7 @@ def get_logs(run_id: str) -> Response:
             raise ValueError(after)
     except ValueError:
         raise SpecError("invalid query", [ErrorDetail("after", "must be an integer")]) from None
-    return Response(stream_with_context(_log_lines(run_id, after, follow)),
+    return Response(stream_with_context(_primed(_log_lines(run_id, after, follow))),
                     mimetype="application/x-ndjson")  # fmt: skip
 
 
