@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
+from types import FrameType
+from typing import Any
 
 from .config import ExecutorConfig
+from .runlog import RunLog, RunLogHandler, install
+
+#: How long the end of the executor waits for the model's process, then for the store to
+#: take the last log lines (well inside Mesos' default shutdown grace period of 5 s).
+_WORKER_EXIT_S = 2.0
+_LOG_EXIT_S = 2.5
 
 
 def main() -> None:
@@ -23,19 +32,49 @@ def main() -> None:
         sys.stderr.write(f"ancho-executor: missing or bad environment: {exc}\n")
         raise SystemExit(2) from None
     _temp_in_sandbox()
-    from .sandbox import SandboxUnavailable, protect_executor
-
+    log = logging.getLogger("ancho.executor")
+    runlog = _run_log(config)
+    executor: Any = None
     try:
-        protect_executor()  # model code (a child of ours) cannot read our memory
-    except SandboxUnavailable as exc:
-        logging.getLogger("ancho.executor").warning("%s", exc)
-    from pymesos import MesosExecutorDriver  # imported late: it installs a SIGINT handler
+        from .sandbox import SandboxUnavailable, protect_executor
 
-    from .mesos import AnchoExecutor
+        try:
+            protect_executor()  # model code (a child of ours) cannot read our memory
+        except SandboxUnavailable as exc:
+            log.warning("%s", exc)
+        from pymesos import MesosExecutorDriver  # imported late: it installs a SIGINT handler
 
-    logging.getLogger("ancho.executor").info("starting: %s", config.describe())
-    driver = MesosExecutorDriver(AnchoExecutor(config), use_addict=False)
-    driver.run()
+        from .mesos import AnchoExecutor
+
+        log.info("starting: %s", config.describe())
+        executor = AnchoExecutor(config)
+        driver = MesosExecutorDriver(executor, use_addict=False)
+        driver.run()
+    finally:
+        # Flush on the way out: the model's last lines, then the log itself (a second
+        # SIGTERM must not cut that short; SIGKILL still ends it).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        worker = getattr(executor, "worker", None)
+        if worker is not None:
+            worker.shutdown(_WORKER_EXIT_S)
+        runlog.close(_LOG_EXIT_S)
+
+
+def _run_log(config: ExecutorConfig) -> RunLog:
+    """The run's log in the store: this executor's records and its model's output."""
+    from ancho.store import open_store
+
+    executor_id = os.environ.get("MESOS_EXECUTOR_ID", "")
+    tag = executor_id.removeprefix(f"{config.run_id}.")
+    runlog = RunLog(config.run_id, lambda: open_store(config.store_url), tag=tag).start()
+    install(runlog)
+    logging.getLogger("ancho.executor").addHandler(RunLogHandler(runlog))
+    signal.signal(signal.SIGTERM, _terminated)  # so that SIGTERM, too, flushes the log
+    return runlog
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _temp_in_sandbox() -> None:

@@ -13,10 +13,14 @@ child → executor
     ``("done",)`` at the end of a batch.
 
 A row is the tuple ``(sequence, status, outputs, error, attempt, duration_s)``.
+
+Its stdout and stderr are pipes to the executor, which copies them to its own and to
+the run's log; stdout is made line-buffered so a line shows up as soon as it is printed.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -130,6 +134,10 @@ def main() -> None:
     from .sandbox import die_with_parent
 
     die_with_parent()
+    # stdout is a pipe to the executor: line-buffered, each line reaches the run's log
+    # while the sequence that printed it is still running (stderr always is).
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     conn = Connection(int(sys.argv[1]))
     try:
         serve(conn)

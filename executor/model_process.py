@@ -1,9 +1,11 @@
 """The executor's side of the model's process: start it, feed it batches, watch its memory.
 
 The child (:mod:`executor.model_child`) is confined before it imports the model, and talks
-to the executor over an inherited Unix socketpair only. It inherits the executor's
-stdout/stderr (so ``print`` in a model lands in the executor's log), but not the
-store's URL, Mesos' or AWS' variables.
+to the executor over an inherited Unix socketpair only. It does not get the store's URL,
+Mesos' or AWS' variables. Its stdout and stderr are pipes to the executor (made here,
+before the child confines itself): two threads copy them to the executor's own
+stdout/stderr and, line by line, to the run's log (:mod:`executor.runlog`). Without a
+run log the child inherits the executor's stdout/stderr.
 
 Memory: a watchdog thread samples the child's resident memory every 50 ms and kills it
 above ``limit_mb``; a kill by the kernel's OOM killer (the container's cgroup) is told
@@ -28,6 +30,7 @@ from ancho.errors import ModelError
 from ancho.results import SequenceResult
 
 from .model_child import LoadRequest
+from .runlog import RunLog, pump
 from .sandbox import cgroup_oom_kills, rss_bytes
 
 log = logging.getLogger("ancho.executor")
@@ -52,8 +55,10 @@ class ModelProcess:
 
     def __init__(self, request: LoadRequest, limit_mb: float | None,
                  register: Callable[[list[str]], list[str]],
-                 spec_mb: float | None = None) -> None:  # fmt: skip
+                 spec_mb: float | None = None, runlog: RunLog | None = None) -> None:  # fmt: skip
         self.request = request
+        self.runlog = runlog
+        self._pumps: list[threading.Thread] = []
         self.spec_mb = spec_mb
         self.limit_bytes = int(limit_mb * 2**20) if limit_mb else None
         self.register = register
@@ -68,15 +73,32 @@ class ModelProcess:
         """Start the process and load the model; raise ModelError if it cannot load."""
         ours, theirs = socket.socketpair()
         self._oom_before = cgroup_oom_kills()
+        # (read end, write end, our own stream, level in the run log); os.pipe() makes
+        # close-on-exec descriptors, so only this child gets the write ends (as 1 and 2).
+        pipes = [(*os.pipe(), 1, "info"), (*os.pipe(), 2, "warning")] if self.runlog else []
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "executor.model_child", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 env=child_environment(),
                 stdin=subprocess.DEVNULL,
+                stdout=pipes[0][1] if pipes else None,
+                stderr=pipes[1][1] if pipes else None,
             )
+        except BaseException:
+            for read, _, _, _ in pipes:
+                os.close(read)
+            raise
         finally:
             theirs.close()
+            for _, write, _, _ in pipes:
+                os.close(write)
+        for read, _, mirror, level in pipes:
+            name = f"ancho-model-{'stdout' if mirror == 1 else 'stderr'}"
+            thread = threading.Thread(target=pump, args=(read, mirror, level, self.runlog),
+                                      name=name, daemon=True)  # fmt: skip
+            thread.start()
+            self._pumps.append(thread)
         self._conn = Connection(ours.detach())
         self._watchdog = threading.Thread(target=self._watch, name="ancho-model-memory",
                                           daemon=True)  # fmt: skip
@@ -105,6 +127,11 @@ class ModelProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+        # The model's last lines: its output ends with it (unless a process it started
+        # still holds the pipes; then its thread goes on alone and closes them at the end).
+        for thread in self._pumps:
+            thread.join(timeout=2)
+        self._pumps = []
 
     # --- batches ---------------------------------------------------------------------
     def run(self, start: int, stop: int, attempt: int) -> Generator[SequenceResult, None, None]:

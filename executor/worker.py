@@ -4,6 +4,8 @@ Mesos callbacks only queue work here, so they never block. The model is loaded o
 per process (its ``setup`` called once), on the first batch. Results are written to
 the store in chunks (idempotent upserts), and progress is reported only for what is
 stored, so a batch re-launched elsewhere restarts exactly where storage stopped.
+The model's output goes to the run's log (:mod:`executor.runlog`), whose store this
+worker shares.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from ancho.requirements import install
 from ancho.results import SequenceResult
 from ancho.store import Store, open_store
 
+from . import runlog as runlogs
 from .config import ExecutorConfig
 from .model_child import LoadRequest
 from .model_process import ModelCrashed, ModelProcess
+from .runlog import RunLog
 from .sandbox import rss_bytes
 from .status import StatusReporter
 
@@ -49,9 +53,12 @@ class BatchTask:
 class BatchWorker:
     """Runs batches from a queue; reports through a :class:`StatusReporter`."""
 
-    def __init__(self, config: ExecutorConfig, reporter: StatusReporter) -> None:
+    def __init__(self, config: ExecutorConfig, reporter: StatusReporter,
+                 runlog: RunLog | None = None) -> None:  # fmt: skip
         self.config = config
         self.reporter = reporter
+        #: Where the model's output goes (default: the one the executor's main installed).
+        self.runlog = runlog if runlog is not None else runlogs.current()
         self._queue: queue.Queue[BatchTask | None] = queue.Queue()
         self._cancelled: set[str] = set()
         self._held: set[str] = set()
@@ -88,6 +95,12 @@ class BatchWorker:
         self._stopping.set()
         self._queue.put(None)
 
+    def shutdown(self, timeout: float) -> None:
+        """Stop, and wait up to ``timeout`` for the model's process to be gone."""
+        self.stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
     # --- the loop ------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -97,7 +110,7 @@ class BatchWorker:
                 if self.idle() and self.on_idle_exit is not None:
                     log.info("idle for %.0f s: exiting", self.config.idle_timeout_s)
                     self.on_idle_exit()
-                    return
+                    break
                 continue
             if task is None:
                 break
@@ -126,7 +139,8 @@ class BatchWorker:
     def _load(self) -> tuple[Store, ModelProcess]:
         """The store, and the model's process (started, or restarted after a crash)."""
         if self._store is None:
-            self._store = open_store(self.config.store_url)
+            runlog = self.runlog
+            self._store = runlog.store() if runlog else open_store(self.config.store_url)
         store = self._store
         if self._request is None:
             run = store.get_run(self.config.run_id)
@@ -152,7 +166,7 @@ class BatchWorker:
             run_id = self.config.run_id
             process = ModelProcess(self._request, self._model_limit_mb(),
                                    lambda names: store.register_outputs(run_id, names),
-                                   self.config.model_mem_mb)  # fmt: skip
+                                   self.config.model_mem_mb, self.runlog)  # fmt: skip
             process.start()
             self._model = process
         return store, self._model

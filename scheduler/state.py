@@ -10,6 +10,10 @@ accounts a small slice of it to each batch task (``TASK_CPUS``/``TASK_MEM_MB``) 
 rest to the executor, so a Docker container's limits (executor + tasks, as Mesos sets
 them) equal the spec's. Each executor holds up to ``PREFETCH`` batches so it never
 waits for an offer between two batches.
+
+Why a run is not running goes to its log: a run without executors whose executor is
+bigger than every agent's latest offer says so once, and again when the figures
+change; an executor that could not start says why (e.g. the containerizer's reason).
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class ExecutorState:
     tasks: set[str] = field(default_factory=set)
     stopping: bool = False
     ever_ran: bool = False
+    start_failure_logged: bool = False
 
 
 @dataclass(slots=True)
@@ -146,6 +151,8 @@ class RunTrack:
     start_failures: int = 0
     reported: tuple[int, int, int] = (0, 0, 0)
     reported_at: float = 0.0
+    #: The largest offer a "waiting: no offer fits" line named (None: not waiting).
+    waiting: tuple[float, float] | None = None
 
     def has_work(self) -> bool:
         """Whether sequences wait to be launched."""
@@ -171,6 +178,8 @@ class SchedulerState:
         self.executor_run: dict[str, str] = {}
         self.suppressed = False
         self.history: deque[tuple[float, str, str, str, str]] = deque(maxlen=10_000)
+        #: (cpus, mem_mb) of each agent's latest offer: what "largest offer" means.
+        self.offered: dict[str, tuple[float, float]] = {}
 
     # --- entry point ----------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:
@@ -186,6 +195,7 @@ class SchedulerState:
             case ExecutorLost():
                 self._executor_lost(event.executor_id, event.status, event.now, out)
             case AgentLost():
+                self.offered.pop(event.agent_id, None)
                 for run in list(self.runs.values()):
                     for ex in list(run.executors.values()):
                         if ex.agent_id == event.agent_id:
@@ -321,6 +331,11 @@ class SchedulerState:
 
     # --- offers -----------------------------------------------------------------
     def _offers(self, ev: Offers, out: list[Command]) -> None:
+        latest: dict[str, tuple[float, float]] = {}
+        for offer in ev.offers:  # an agent's resources may come in several offers
+            cpus, mem = latest.get(offer.agent_id, (0.0, 0.0))
+            latest[offer.agent_id] = (max(cpus, offer.cpus), max(mem, offer.mem_mb))
+        self.offered.update(latest)
         for offer in ev.offers:
             tasks = self._place(offer, ev.now, out)
             if tasks:
@@ -329,7 +344,41 @@ class SchedulerState:
                 busy = any(r.has_work() for r in self.runs.values())
                 refuse = self.config.busy_refuse_s if busy else self.config.idle_refuse_s
                 out.append(Decline((offer.offer_id,), refuse))
+        if ev.offers:
+            self._explain_waiting(out)
         self._maybe_suppress(out)
+
+    def _explain_waiting(self, out: list[Command]) -> None:
+        """Log why runs without an executor get none: no agent offers one that big.
+
+        Said once, and again when the largest offer changes noticeably (batch tasks
+        coming and going move offers by a slice, which is no news).
+        """
+        if not self.offered:
+            return
+        largest = (
+            max(c for c, _ in self.offered.values()),
+            max(m for _, m in self.offered.values()),
+        )
+        for run in self.runs.values():
+            info = run.info
+            if run.executors or not run.has_work():
+                continue
+            if any(c + _EPS >= info.cpus and m + _EPS >= info.mem_mb
+                   for c, m in self.offered.values()):  # fmt: skip
+                continue  # it fits; another run took the room this time
+            if run.waiting is not None and not _differs(run.waiting, largest):
+                continue
+            run.waiting = largest
+            out.append(
+                Log(
+                    info.run_id,
+                    "warning",
+                    f"waiting: no offer fits {info.cpus:g} cpus / {info.mem_mb:g} MB per"
+                    f" executor; offers hold at most {round(largest[0], 2):g} cpus /"
+                    f" {largest[1]:.0f} MB",
+                )
+            )
 
     def _place(self, offer: Offer, now: float, out: list[Command]) -> list[TaskLaunch]:
         cpus, mem = offer.cpus, offer.mem_mb
@@ -356,6 +405,7 @@ class SchedulerState:
             ):
                 ex = ExecutorState(f"{info.run_id}.e{run.exec_seq}", offer.agent_id)
                 run.exec_seq += 1
+                run.waiting = None
                 run.executors[ex.executor_id] = ex
                 self.executor_run[ex.executor_id] = info.run_id
                 cpus -= info.cpus
@@ -474,8 +524,12 @@ class SchedulerState:
         if data.get("fatal"):
             self._end(run, "FAILED", str(data.get("error", "the model could not run")), ev.now, out)
             return
-        why = f"{ev.state} {ev.reason} {ev.message}".strip()
+        why = " ".join(p for p in (ev.state, ev.reason, ev.message) if p)
         if ex is not None and not ex.ever_ran:
+            if not ex.start_failure_logged:  # its other batches fail the same way: once
+                ex.start_failure_logged = True
+                why_not = f"executor {ex.executor_id} could not start: {why}"
+                out.append(Log(info.run_id, "error", why_not))
             run.start_failures += 1
             if run.start_failures >= info.max_attempts * PREFETCH:
                 self._end(run, "FAILED", f"executors could not start: {why}", ev.now, out)
@@ -567,6 +621,13 @@ class SchedulerState:
                 out.append(
                     UpdateRun(run.info.run_id, {"ok": ok, "failed": failed, "running": running})
                 )
+
+
+def _differs(before: tuple[float, float], now: tuple[float, float]) -> bool:
+    """Whether (cpus, mem) offered changed by more than 10% (and 0.05 cpus or 64 MB)."""
+    cpus = abs(now[0] - before[0]) > max(0.1 * before[0], 0.05)
+    mem = abs(now[1] - before[1]) > max(0.1 * before[1], 64.0)
+    return cpus or mem
 
 
 def _retry_key(rng: Range) -> str:
