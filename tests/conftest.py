@@ -43,3 +43,13 @@ def cassandra_url(cassandra_admin_url: str) -> Iterator[str]:
         store.session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A TCP listener on loopback that model code must not reach."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.listen(16)
+        yield server.getsockname()[1]

@@ -150,3 +150,19 @@ class LiveServer:
         except ValueError:
             doc = None
         return status, doc, text
+
+
+def probe_sandbox(tmp_path: Path, port: int, **executor: str) -> dict[str, Any]:
+    """Outputs of tests/models/sandbox (what model code can reach) for one executor spec."""
+    spec = {
+        "model": {"source": str(MODELS / "sandbox"), "entrypoint": "model:simulate"},
+        "parameters": {"port": port},
+        "sequences": 3,
+        "executor": executor,
+    }
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    rows = ancho("results", run_id_of(run), cwd=tmp_path).jsonl()
+    assert all(r["status"] == "ok" for r in rows), rows
+    outputs: dict[str, Any] = rows[0]["outputs"]
+    return outputs

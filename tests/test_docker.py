@@ -8,16 +8,13 @@ host network and share the SQLite file's folder).
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from e2e import ANCHO, EXAMPLES, MODELS, REPO, ancho, run_id_of, write_spec
+from e2e import ANCHO, EXAMPLES, MODELS, REPO, ancho, probe_sandbox, run_id_of, write_spec
 
 pytestmark = pytest.mark.slow
 
@@ -139,31 +136,8 @@ def test_docker_shares_the_sqlite_store_and_matches_process(
     assert _containers() == []
 
 
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A TCP listener on loopback that model code must not reach."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        server.listen(16)
-        yield server.getsockname()[1]
-
-
-def _probe(tmp_path: Path, port: int, **executor: str) -> dict[str, Any]:
-    spec = {
-        "model": {"source": str(MODELS / "sandbox"), "entrypoint": "model:simulate"},
-        "parameters": {"port": port},
-        "sequences": 3,
-        "executor": executor,
-    }
-    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=tmp_path)
-    assert run.code == 0, run.stderr
-    rows = ancho("results", run_id_of(run), cwd=tmp_path).jsonl()
-    assert all(r["status"] == "ok" for r in rows), rows
-    outputs: dict[str, Any] = rows[0]["outputs"]
-    return outputs
-
-
 def test_the_sandbox_holds_in_docker(executor_image: str, listener: int, tmp_path: Path) -> None:
-    seen = _probe(tmp_path, listener, containerizer="docker")
+    seen = probe_sandbox(tmp_path, listener, containerizer="docker")
     assert seen["connected"] is False  # no network for model code...
     assert seen["uid"] != 0  # ...not root...
     assert seen["writes_cwd"] is True  # ...the sandbox is writable...
@@ -176,7 +150,7 @@ def test_the_sandbox_holds_in_docker(executor_image: str, listener: int, tmp_pat
 def test_network_host_is_the_explicit_opt_out(
     executor_image: str, listener: int, tmp_path: Path
 ) -> None:
-    seen = _probe(tmp_path, listener, containerizer="docker", network="host")
+    seen = probe_sandbox(tmp_path, listener, containerizer="docker", network="host")
     assert seen["connected"] is True
     assert seen["writes_root"] is False and seen["uid"] != 0  # the rest of the sandbox stays
 

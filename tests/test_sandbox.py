@@ -7,44 +7,18 @@ credentials, and inside its memory.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from e2e import MODELS, REPO, ancho, run_id_of, write_spec
+from e2e import MODELS, REPO, ancho, probe_sandbox, run_id_of, write_spec
 
 from executor.sandbox import _filter
 
 
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A TCP listener on loopback that model code must not reach."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        server.listen(16)
-        yield server.getsockname()[1]
-
-
-def _probe(tmp_path: Path, port: int, **executor: str) -> dict[str, Any]:
-    spec = {
-        "model": {"source": str(MODELS / "sandbox"), "entrypoint": "model:simulate"},
-        "parameters": {"port": port},
-        "sequences": 3,
-        "executor": executor,
-    }
-    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=tmp_path)
-    assert run.code == 0, run.stderr
-    rows = ancho("results", run_id_of(run), cwd=tmp_path).jsonl()
-    assert all(r["status"] == "ok" for r in rows), rows
-    outputs: dict[str, Any] = rows[0]["outputs"]
-    return outputs
-
-
 def test_model_code_has_no_network_and_no_credentials(listener: int, tmp_path: Path) -> None:
-    seen = _probe(tmp_path, listener)
+    seen = probe_sandbox(tmp_path, listener)
     assert seen["connected"] is False
     assert seen["no_new_privs"] == 1
     assert seen["sees_store"] is False
@@ -52,7 +26,7 @@ def test_model_code_has_no_network_and_no_credentials(listener: int, tmp_path: P
 
 
 def test_network_host_lets_model_code_connect(listener: int, tmp_path: Path) -> None:
-    assert _probe(tmp_path, listener, network="host")["connected"] is True
+    assert probe_sandbox(tmp_path, listener, network="host")["connected"] is True
 
 
 def test_the_filter_refuses_sockets_but_keeps_the_pipe() -> None:
