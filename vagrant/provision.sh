@@ -25,4 +25,28 @@ fi
 
 cd /ancho
 sudo -u vagrant make install
-echo "Ancho installed in /ancho/.venv; try: cd /ancho && make run"
+make cassandra image          # Cassandra 5.0 (as in CI) and the executor image
+
+# `ancho server` on port 8080 (forwarded to the host): the real master when Mesos is
+# installed, else the embedded one; results in the development Cassandra.
+MASTER=embedded
+[[ -n "${MESOS_DEB:-}" && -f "$MESOS_DEB" ]] && MASTER="zk://127.0.0.1:2181/mesos"
+cat > /etc/systemd/system/ancho-server.service <<UNIT
+[Unit]
+Description=Ancho server (scheduler and REST API)
+After=network-online.target docker.service zookeeper.service
+
+[Service]
+WorkingDirectory=/ancho
+ExecStartPre=/usr/bin/make cassandra
+ExecStart=/bin/sh -c 'exec /ancho/.venv/bin/ancho server --master $MASTER --store "\$(cat /ancho/.ancho/cassandra.url)" --bind 0.0.0.0:8080'
+KillSignal=SIGTERM
+TimeoutStopSec=60
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now ancho-server
+echo "Ancho server: http://localhost:8080 (create a user: ancho user add NAME --store \"\$(cat /ancho/.ancho/cassandra.url)\")"
