@@ -29,6 +29,7 @@ class ServerContext:
     scheduler_stats: Callable[[], dict[str, float]] = dict
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     follow_poll_s: float = 0.25
+    _rate: tuple[float, int, float] = (0.0, 0, 0.0)  # (when, sequences done, per second)
     _tokens: dict[str, UserRecord] = field(default_factory=dict)
     _tokens_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,6 +50,18 @@ class ServerContext:
                 self._tokens = {u.token_sha256: u for u in users if not u.revoked}
                 self._tokens_at = now
             return self._tokens.get(digest)
+
+    def rate(self, done: int) -> float:
+        """Sequences stored per second, over the last interval of at least a second."""
+        now = time.monotonic()
+        with self._lock:
+            when, before, value = self._rate
+            if not when:
+                self._rate = (now, done, 0.0)
+            elif now - when >= 1.0:
+                value = max(done - before, 0) / (now - when)
+                self._rate = (now, done, value)
+            return value
 
     def extra(self) -> dict[str, Any]:
         """Scheduler figures for /metrics."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 from flask import Blueprint, Response, jsonify
@@ -14,7 +13,6 @@ from .openapi import document
 bp = Blueprint("meta", __name__)
 
 _STATES = ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED", "FAILED", "KILLED")
-_rate = {"t": 0.0, "done": 0.0, "value": 0.0}
 
 
 @bp.get("/healthz")
@@ -37,11 +35,7 @@ def metrics() -> Response:
     ok = sum(r.ok for r in runs)
     failed = sum(r.failed for r in runs)
     active = [r for r in runs if r.state not in TERMINAL_STATES]
-    now = time.monotonic()
-    if _rate["t"] and now - _rate["t"] >= 1.0:
-        _rate["value"] = max(ok + failed - _rate["done"], 0) / (now - _rate["t"])
-    if not _rate["t"] or now - _rate["t"] >= 1.0:
-        _rate["t"], _rate["done"] = now, ok + failed
+    rate = context().rate(ok + failed)
     stats = context().extra()
     remaining = sum(r.sequences - r.ok - r.failed for r in active)
     lines = [
@@ -54,7 +48,7 @@ def metrics() -> Response:
         f'ancho_sequences_total{{status="failed"}} {failed}',
         "# HELP ancho_sequences_per_second Sequences stored per second (between scrapes).",
         "# TYPE ancho_sequences_per_second gauge",
-        f"ancho_sequences_per_second {_rate['value']:.3f}",
+        f"ancho_sequences_per_second {rate:.3f}",
         "# HELP ancho_active_runs_sequences_remaining Sequences not yet stored of active runs.",
         "# TYPE ancho_active_runs_sequences_remaining gauge",
         f"ancho_active_runs_sequences_remaining {remaining}",
