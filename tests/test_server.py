@@ -212,6 +212,10 @@ def test_kill_through_the_api_and_logs_follow(site: Site, tmp_path: Path) -> Non
 
 
 def test_metrics(site: Site) -> None:
+    spec = {"model": {"source": _upload(site, EXAMPLES / "pi"), "entrypoint": "model:simulate"},
+            "sequences": 300}  # fmt: skip
+    _, doc, _ = site.call("POST", "/api/v1/runs", body=spec)
+    assert site.wait(doc["id"])["state"] == "FINISHED"
     status, _, text = site.call("GET", "/metrics", user=None)
     assert status == 200
     values: dict[str, float] = {}
