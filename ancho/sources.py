@@ -49,7 +49,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -411,26 +411,38 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _fetch_pinned(
+    src: Source, pin: str, cache: _Cache, get: Callable[[], tuple[Path, str]]
+) -> Path:
+    """A pinned URL or object: its digest's cache entry, fetched (once, under a lock) with
+    ``get() -> (temporary file, digest)`` when missing; no request at all when present."""
+    found = cache.ready(pin)
+    if found is not None:
+        log.info("%s: cached (pinned), nothing fetched", src.display)
+        return found
+    with cache.lock(pin):
+        found = cache.ready(pin)
+        if found is not None:
+            return found
+        tmp, digest = get()
+        try:
+            _check_pin(cache, pin, digest)
+            return cache.unpack(digest, tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 # --- http(s) -------------------------------------------------------------------------
 def _fetch_http(src: Source, cache: _Cache) -> Path:
     if src.pin is not None:
-        found = cache.ready(src.pin)
-        if found is not None:
-            log.info("%s: cached (pinned), no download", src.display)
-            return found
-        with cache.lock(src.pin):
-            found = cache.ready(src.pin)
-            if found is not None:
-                return found
+
+        def get() -> tuple[Path, str]:
             download = _http_get(src, cache, {})
             if download is None:
                 raise cache.fail("the server answered 304 Not Modified to a plain GET")
-            tmp, digest, _ = download
-            try:
-                _check_pin(cache, src.pin, digest)
-                return cache.unpack(digest, tmp)
-            finally:
-                tmp.unlink(missing_ok=True)
+            return download[0], download[1]
+
+        return _fetch_pinned(src, src.pin, cache, get)
     key = _key("url", src.location)
     with cache.lock(key):
         known = cache.index_get(key)
@@ -652,24 +664,15 @@ def _git_reason(stderr: str, src: Source) -> str:
 
 # --- s3 ------------------------------------------------------------------------------
 def _fetch_s3(src: Source, cache: _Cache) -> Path:
-    if src.pin is not None:
-        found = cache.ready(src.pin)
-        if found is not None:
-            log.info("%s: cached (pinned), no request", src.display)
-            return found
     bucket, _, key = src.location.partition("/")
-    client = _s3_client(cache)
     if src.pin is not None:
-        with cache.lock(src.pin):
-            found = cache.ready(src.pin)
-            if found is not None:
-                return found
-            tmp, digest, _ = _s3_get(client, cache, bucket, key)
-            try:
-                _check_pin(cache, src.pin, digest)
-                return cache.unpack(digest, tmp)
-            finally:
-                tmp.unlink(missing_ok=True)
+
+        def get() -> tuple[Path, str]:
+            tmp, digest, _ = _s3_get(_s3_client(cache), cache, bucket, key)
+            return tmp, digest
+
+        return _fetch_pinned(src, src.pin, cache, get)
+    client = _s3_client(cache)
     with _s3_errors(cache, bucket, key):
         etag = str(client.head_object(Bucket=bucket, Key=key).get("ETag", ""))
     index_key = _key("s3", src.location)
