@@ -15,12 +15,14 @@ $(WHEELS)/.http-parser: | $(VENV)/bin/python
 	bash scripts/build-http-parser.sh $(PY) $(WHEELS)
 	touch $@
 
+# Every extra (server, spark, ...): a developer runs all of it. The executor image
+# installs only the core (docker/executor/Dockerfile).
 $(VENV)/.installed: setup.cfg pyproject.toml $(WHEELS)/.http-parser
-	$(PY) -m pip install --quiet --find-links $(WHEELS) -e .
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[all]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[test]'
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[all,test]'
 	touch $@
 
 install: $(VENV)/.installed

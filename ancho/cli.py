@@ -176,6 +176,9 @@ def submit(
 @click.option("--bind", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve.")
 def server(master: str, store_url: str | None, bind: str) -> None:
     """Run the scheduler and the REST API (until SIGTERM; runs carry on after a restart)."""
+    from .extras import require
+
+    require(("server", "spark"), "`ancho server`", "Spark (on Java 17) computes the summaries.")
     from .server.main import ServerOptions, serve
 
     logging.getLogger("ancho").setLevel(os.environ.get("ANCHO_LOG_LEVEL", "INFO").upper())
@@ -246,6 +249,9 @@ def results(
     if fmt == "parquet":
         if output is None:
             raise AnchoError("--format parquet: needs -o FILE (Parquet is binary)")
+        from .extras import require
+
+        require("parquet", "`ancho results --format parquet`")
         from .parquet import write_results_parquet
 
         write_results_parquet(rows, output)

@@ -1,0 +1,112 @@
+"""The distribution's split: a core that is all an executor runs, and extras for the
+scheduler's side (``ancho/extras.py``). The executor image installs only the core."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ancho import cli, extras
+from ancho.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+#: What no executor runs: Spark (and so a JVM), Flask, the Docker SDK, Arrow.
+NOT_IN_CORE = {"docker", "flask", "pyarrow", "pyspark", "waitress"}
+
+
+def _requirements(value: str) -> set[str]:
+    lines = (line.split("#")[0].strip() for line in value.splitlines())
+    return {re.split(r"[\s<>=!~;\[]", line)[0].lower() for line in lines if line}
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    return config
+
+
+def test_the_core_requirements_exclude_the_extras() -> None:
+    config = _setup_cfg()
+    core = _requirements(config["options"]["install_requires"])
+    assert core & NOT_IN_CORE == set()
+    assert {"boto3", "cassandra-driver", "numpy", "pymesos"} <= core  # s3 sources, stores
+    declared = {
+        name: _requirements(value)
+        for name, value in config["options.extras_require"].items()
+        if name not in ("test", "all")
+    }
+    # ancho/extras.py names the same modules as setup.cfg (import name = distribution).
+    assert declared == {name: set(modules) for name, modules in extras.EXTRAS.items()}
+    everything = _requirements(config["options.extras_require"]["all"])
+    assert everything == set().union(*declared.values()) >= NOT_IN_CORE
+
+
+def test_the_executor_and_the_cli_import_no_extra() -> None:
+    # Every executor module, and what it uses of ancho, in a fresh interpreter.
+    code = """
+import json, pkgutil, sys, importlib
+import executor
+for m in pkgutil.iter_modules(executor.__path__, "executor."):
+    if not m.name.endswith("__main__"):
+        importlib.import_module(m.name)
+import ancho, ancho.cli, ancho.model, ancho.requirements, ancho.sources
+import ancho.store.cassandra, ancho.store.sqlite
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    loaded = set(json.loads(proc.stdout))
+    assert "executor" in loaded and "pymesos" in loaded
+    assert loaded & (NOT_IN_CORE | {"py4j", "werkzeug", "jinja2"}) == set()
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    installed = extras._installed
+    monkeypatch.setattr(extras, "_installed", lambda name: name not in modules and installed(name))
+
+
+def test_a_command_without_its_extra_names_it_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _hide(monkeypatch, "flask", "pyspark")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["server"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "ancho: error: `ancho server` needs Ancho's 'server' and 'spark' extras, which are"
+        " not installed (missing: flask, pyspark). Spark (on Java 17) computes the summaries."
+        " Install with: pip install 'ancho[server,spark]'\n"
+    )
+
+
+def test_ancho_run_without_spark_stores_no_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _hide(monkeypatch, "pyspark")
+    url = f"sqlite:///{tmp_path / 'ancho.db'}"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", str(REPO / "examples" / "pi"), "--store", url, "--sequences", "10"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'ancho[spark]'" in err
+    assert "Traceback" not in err
+    assert open_store(url).list_runs() == []
+
+
+@pytest.mark.slow
+def test_the_executor_image_holds_the_core_only(executor_image: str) -> None:
+    probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "sh", executor_image, "-c",
+         f'python -c "{probe}" {" ".join(sorted(NOT_IN_CORE))} boto3 cassandra;'
+         " command -v java || echo no java"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert proc.stdout.splitlines() == ["['boto3', 'cassandra']", "no java"]
