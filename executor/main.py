@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 from .config import ExecutorConfig
+from .credentials import StoreCredential
 from .runlog import RunLog, RunLogHandler, install
 
 #: How long the end of the executor waits for the model's process, then for the store to
@@ -33,21 +34,26 @@ def main() -> None:
         raise SystemExit(2) from None
     _temp_in_sandbox()
     log = logging.getLogger("ancho.executor")
-    runlog = _run_log(config)
+    # The store's credential, when the URL has none, is asked of the scheduler once the
+    # driver is subscribed; whatever opens the store first waits for it.
+    credential = None
+    if config.ask_credential:
+        credential = StoreCredential(config.run_id, timeout_s=config.credential_timeout_s)
+    runlog = _run_log(config, credential)
     executor: Any = None
     try:
-        from .sandbox import SandboxUnavailable, protect_executor
+        from ancho.sandbox.process import IsolationUnavailable, not_dumpable
 
         try:
-            protect_executor()  # model code (a child of ours) cannot read our memory
-        except SandboxUnavailable as exc:
+            not_dumpable()  # model code (a child of ours) cannot read our memory
+        except IsolationUnavailable as exc:
             log.warning("%s", exc)
         from pymesos import MesosExecutorDriver  # imported late: it installs a SIGINT handler
 
         from .mesos import AnchoExecutor
 
         log.info("starting: %s", config.describe())
-        executor = AnchoExecutor(config)
+        executor = AnchoExecutor(config, credential)
         driver = MesosExecutorDriver(executor, use_addict=False)
         driver.run()
     finally:
@@ -60,13 +66,14 @@ def main() -> None:
         runlog.close(_LOG_EXIT_S)
 
 
-def _run_log(config: ExecutorConfig) -> RunLog:
+def _run_log(config: ExecutorConfig, credential: StoreCredential | None) -> RunLog:
     """The run's log in the store: this executor's records and its model's output."""
     from ancho.store import open_store
 
     executor_id = os.environ.get("MESOS_EXECUTOR_ID", "")
     tag = executor_id.removeprefix(f"{config.run_id}.")
-    runlog = RunLog(config.run_id, lambda: open_store(config.store_url), tag=tag).start()
+    opener = credential.opener() if credential else lambda: open_store(config.store_url)
+    runlog = RunLog(config.run_id, opener, tag=tag).start()
     install(runlog)
     logging.getLogger("ancho.executor").addHandler(RunLogHandler(runlog))
     signal.signal(signal.SIGTERM, _terminated)  # so that SIGTERM, too, flushes the log

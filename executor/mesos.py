@@ -8,21 +8,23 @@ from typing import Any
 
 from pymesos import Executor, decode_data
 
+from ancho import messages
+
 from .config import ExecutorConfig
+from .credentials import StoreCredential
 from .status import StatusReporter
 from .worker import BatchTask, BatchWorker
 
 log = logging.getLogger("ancho.executor")
 
-#: Framework message asking an idle executor to exit.
-STOP_MESSAGE = b"stop"
-
 
 class AnchoExecutor(Executor):  # type: ignore[misc]
     """Receives batch tasks from Mesos and queues them on a :class:`BatchWorker`."""
 
-    def __init__(self, config: ExecutorConfig) -> None:
+    def __init__(self, config: ExecutorConfig, credential: StoreCredential | None = None) -> None:
         self.config = config
+        #: Where the run's store credential comes from (None: the URL needs none).
+        self.credential = credential
         self.worker: BatchWorker | None = None
         self.driver: Any = None
 
@@ -31,6 +33,8 @@ class AnchoExecutor(Executor):  # type: ignore[misc]
     ) -> None:
         """Start the worker once the agent knows us."""
         self.driver = driver
+        if self.credential is not None:
+            self.credential.attach(driver)
         if self.worker is None:
             self.worker = BatchWorker(self.config, StatusReporter(driver, self.config.progress_s))
             self.worker.on_idle_exit = driver.stop
@@ -59,11 +63,23 @@ class AnchoExecutor(Executor):  # type: ignore[misc]
             self.worker.cancel(task_id["value"])
 
     def frameworkMessage(self, driver: Any, message: Any) -> None:
-        """``stop``: the run needs this executor no more."""
-        if decode_data(message) == STOP_MESSAGE and self.worker is not None and self.worker.idle():
-            log.info("asked to stop")
-            self.worker.stop()
-            driver.stop()
+        """``stop``: the run needs this executor no more; or the run's store credential."""
+        try:
+            decoded = messages.decode(decode_data(message))
+        except ValueError as exc:
+            log.warning("framework message ignored: %s", exc)
+            return
+        match decoded:
+            case messages.Stop():
+                if self.worker is not None and self.worker.idle():
+                    log.info("asked to stop")
+                    self.worker.stop()
+                    driver.stop()
+            case messages.Credential() | messages.CredentialRefused():
+                if self.credential is not None:
+                    self.credential.receive(decoded)
+            case _:
+                log.warning("unexpected %s message ignored", decoded.op)
 
     def shutdown(self, driver: Any) -> None:
         """Mesos shuts us down: stop the worker (pymesos kills the process group later)."""

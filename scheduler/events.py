@@ -140,6 +140,16 @@ class SummaryDone:
     error: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class CredentialAsked:
+    """An executor asked for its run's store credential (a framework message)."""
+
+    run_id: str
+    executor_id: str
+    agent_id: str
+    now: float
+
+
 Event = (
     Submit
     | Offers
@@ -150,6 +160,7 @@ Event = (
     | Subscribed
     | Tick
     | SummaryDone
+    | CredentialAsked
 )
 
 # --- commands --------------------------------------------------------------------
@@ -268,6 +279,32 @@ class Log:
     message: str
 
 
+@dataclass(slots=True, frozen=True)
+class SendCredential:
+    """Answer an executor of the run with the run's store credential."""
+
+    run_id: str
+    executor_id: str
+    agent_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class RefuseCredential:
+    """Tell whoever asked that it gets no credential, and why."""
+
+    run_id: str
+    executor_id: str
+    agent_id: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class RevokeCredential:
+    """The run ended: its store credential stops working."""
+
+    run_id: str
+
+
 Command = (
     Launch
     | Decline
@@ -282,4 +319,7 @@ Command = (
     | WriteFailed
     | StartSummary
     | Log
+    | SendCredential
+    | RefuseCredential
+    | RevokeCredential
 )

@@ -18,13 +18,16 @@ from typing import Any
 
 from pymesos import Scheduler, decode_data, encode_data
 
+from ancho import messages
 from ancho.errors import AnchoError
 from ancho.results import SequenceResult
 from ancho.store import BatchRecord, Store
 
+from .credentials import ASK_SCHEDULER, RunCredentials
 from .events import (
     AgentLost,
     Command,
+    CredentialAsked,
     Decline,
     Event,
     ExecutorLost,
@@ -36,9 +39,12 @@ from .events import (
     Offers,
     Range,
     Reconcile,
+    RefuseCredential,
     Revive,
+    RevokeCredential,
     RunInfo,
     SaveBatch,
+    SendCredential,
     StartSummary,
     StopExecutor,
     Subscribed,
@@ -53,8 +59,6 @@ from .state import PREFETCH, TASK_CPUS, TASK_MEM_MB, SchedulerState
 
 log = logging.getLogger("ancho.scheduler")
 
-#: Framework message that asks an idle executor to exit (see executor.mesos).
-STOP_MESSAGE = b"stop"
 #: Where Mesos' Docker containerizer mounts the sandbox.
 DOCKER_SANDBOX = "/mnt/mesos/sandbox"
 
@@ -74,17 +78,25 @@ class ExecutorLaunch:
 
     command: str
     environment: dict[str, str]
+    #: The run owner's store URL (with the owner's role): never given to executors as is.
     store_url_for: Callable[[str], str]
     #: A folder on every agent that Docker executors share as their cache (models,
     #: requirements); without one each container caches in its sandbox.
     docker_cache_dir: str | None = None
+    #: Issues each run's own store credential (default: roles made with the
+    #: framework's store, which must then be allowed to create them).
+    credentials: RunCredentials | None = None
 
 
 #: ``docker run`` flags (DockerInfo.parameters) that confine an executor's container.
+#: Docker's default seccomp profile forbids the user and PID namespaces the executor
+#: builds the model's sandbox from (ancho.sandbox); the executor runs without it, with
+#: no capability and no new privileges, and the model under a stricter filter of ours.
 SANDBOX_PARAMETERS = (
     ("read-only", "true"),
     ("cap-drop", "ALL"),
     ("security-opt", "no-new-privileges"),
+    ("security-opt", "seccomp=unconfined"),
     ("pids-limit", "512"),
 )
 
@@ -93,7 +105,7 @@ def docker_container(run: RunInfo, store_url: str, cache_dir: str | None) -> dic
     """The ContainerInfo of a Docker executor: image, network, volumes, hardening.
 
     The executor needs the host network (agent, store, model sources); model code does
-    not get it (see executor.sandbox). Volumes: a local model folder read-only, an SQLite
+    not get it (see ancho.sandbox). Volumes: a local model folder read-only, an SQLite
     store's folder and the agents' shared cache read-write, each at its host path.
     """
     volumes = [{"host_path": m, "container_path": m, "mode": "RO"} for m in run.mounts]
@@ -133,13 +145,16 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         store: Store,
         state: SchedulerState,
         launch: ExecutorLaunch,
-        summarize: Callable[[str], SummaryOutcome],
+        summarize: Callable[[str, str], SummaryOutcome],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.state = state
         self.launch = launch
+        #: ``summarize(run_id, store_url)``: the URL carries the run's own credential.
         self.summarize = summarize
+        self.credentials = launch.credentials or RunCredentials(launch.store_url_for, store)
+        self._fallbacks_logged: set[str] = set()
         self.clock = clock
         self.driver: Any = None
         self.framework_id: str | None = None
@@ -229,6 +244,19 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         """An agent is gone."""
         self.handle(AgentLost(agent_id["value"], self.clock()))
 
+    def frameworkMessage(self, driver: Any, executor_id: Any, agent_id: Any, data: Any) -> None:
+        """An executor's message: so far only a request for its run's store credential."""
+        executor, agent = executor_id["value"], agent_id["value"]
+        try:
+            message = messages.decode(decode_data(data))
+        except ValueError as exc:
+            log.warning("framework message from executor %s ignored: %s", executor, exc)
+            return
+        if isinstance(message, messages.CredentialRequest):
+            self.handle(CredentialAsked(message.run_id, executor, agent, self.clock()))
+        else:
+            log.warning("unexpected %s message from executor %s", message.op, executor)
+
     def error(self, driver: Any, message: str) -> None:
         """The master refused us (e.g. framework removed)."""
         log.error("master error: %s", message)
@@ -255,7 +283,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                     self.driver.sendFrameworkMessage(
                         {"value": cmd.executor_id},
                         {"value": cmd.agent_id},
-                        encode_data(STOP_MESSAGE),
+                        encode_data(messages.Stop().encode()),
                     )
             case Reconcile():
                 self.driver.reconcileTasks([{"task_id": {"value": t}} for t in cmd.task_ids])
@@ -279,6 +307,33 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 log.log(level if isinstance(level, int) else logging.INFO, "run %s: %s",
                         cmd.run_id, cmd.message)  # fmt: skip
                 self.store.append_events(cmd.run_id, [("scheduler", cmd.level, cmd.message)])
+            case SendCredential():
+                url = self.credentials.store_url(cmd.run_id)
+                if cmd.run_id in self.credentials.fallbacks:
+                    self._log_fallback(cmd.run_id)
+                answer = messages.Credential(cmd.run_id, url)
+                self._message(cmd.executor_id, cmd.agent_id, answer)
+            case RefuseCredential():
+                refusal = messages.CredentialRefused(cmd.run_id, cmd.reason)
+                self._message(cmd.executor_id, cmd.agent_id, refusal)
+            case RevokeCredential():
+                self._fallbacks_logged.discard(cmd.run_id)
+                self.credentials.revoke(cmd.run_id)
+
+    def _message(self, executor_id: str, agent_id: str, message: messages.Message) -> None:
+        self.driver.sendFrameworkMessage(
+            {"value": executor_id}, {"value": agent_id}, encode_data(message.encode())
+        )
+
+    def _log_fallback(self, run_id: str) -> None:
+        if run_id in self._fallbacks_logged:
+            return
+        self._fallbacks_logged.add(run_id)
+        why = (
+            "this store's role cannot create a role for the run: its executors use the"
+            " owner's credential (sent by framework message only, never in the ExecutorInfo)"
+        )
+        self.store.append_events(run_id, [("scheduler", "warning", why)])
 
     def _task_info(self, agent_id: str, t: TaskLaunch) -> dict[str, Any]:
         r = t.range
@@ -294,13 +349,18 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
 
     def executor_info(self, run: RunInfo, executor_id: str) -> dict[str, Any]:
         """The ExecutorInfo of one executor of a run (identical for each of its tasks)."""
+        # Mesos shows an ExecutorInfo, environment included, in /master/state: the store
+        # URL goes without its credential, which executors ask for (framework messages).
+        public, ask = self.credentials.public_url(run.run_id)
         env = {
             **self.launch.environment,
             "ANCHO_RUN_ID": run.run_id,
-            "ANCHO_STORE": self.launch.store_url_for(run.run_id),
+            "ANCHO_STORE": public,
             "ANCHO_MODEL_NETWORK": run.network,
             "ANCHO_MODEL_MEM_MB": str(run.mem_mb),
         }
+        if ask:
+            env["ANCHO_STORE_CREDENTIAL"] = ASK_SCHEDULER
         info: dict[str, Any] = {
             "executor_id": {"value": executor_id},
             "name": f"ancho executor for run {run.run_id}",
@@ -344,7 +404,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
 
     def _summary(self, run_id: str) -> None:
         try:
-            outcome = self.summarize(run_id)
+            outcome = self.summarize(run_id, self.credentials.store_url(run_id))
         except Exception as exc:
             if isinstance(exc, AnchoError):
                 log.warning("summary of run %s failed: %s", run_id, exc)

@@ -129,12 +129,17 @@ class SchedulerService:
         )
 
     def resume_active(self) -> list[str]:
-        """Submit every stored run that has not ended (after a scheduler restart)."""
+        """Submit every stored run that has not ended (after a scheduler restart), and
+        drop the store roles of runs that ended while no scheduler was there to."""
         resumed = []
         for run in self.store.list_runs():
             if run.state in ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING"):
                 self.submit(run)
                 resumed.append(run.id)
+        try:
+            self.framework.credentials.sweep(lambda run_id: self.store.get_run(run_id).done)
+        except AnchoError as exc:
+            log.warning("store roles of ended runs not swept: %s", exc)
         return resumed
 
     def kill(self, run_id: str) -> None:
@@ -153,6 +158,10 @@ class SchedulerService:
                 except Exception:
                     log.exception("checking run %s for a kill request", run_id)
             self.framework.handle(Tick(now))
+            try:
+                self.framework.credentials.retry_drops()
+            except Exception:
+                log.exception("dropping store roles of ended runs")
 
     def stop(self, failover: bool = True) -> None:
         """Stop the driver; with failover the master keeps our tasks for a restart."""

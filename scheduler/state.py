@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from .events import (
     AgentLost,
     Command,
+    CredentialAsked,
     Decline,
     Event,
     ExecutorLost,
@@ -37,9 +38,12 @@ from .events import (
     Offers,
     Range,
     Reconcile,
+    RefuseCredential,
     Revive,
+    RevokeCredential,
     RunInfo,
     SaveBatch,
+    SendCredential,
     StartSummary,
     StopExecutor,
     Submit,
@@ -210,6 +214,8 @@ class SchedulerState:
                 self._tick(event.now, out)
             case SummaryDone():
                 self._summary_done(event, out)
+            case CredentialAsked():
+                self._credential_asked(event, out)
         return out
 
     # --- runs -------------------------------------------------------------------
@@ -279,6 +285,7 @@ class SchedulerState:
                 },
             )
         )
+        out.append(RevokeCredential(run.info.run_id))
         del self.runs[run.info.run_id]
         self._maybe_suppress(out)
 
@@ -327,7 +334,23 @@ class SchedulerState:
         out.append(
             Log(run.info.run_id, "info", f"run {to.lower()}" + (f": {reason}" if reason else ""))
         )
+        out.append(RevokeCredential(run.info.run_id))
         del self.runs[ev.run_id]
+
+    def _credential_asked(self, ev: CredentialAsked, out: list[Command]) -> None:
+        """Only an executor launched for the run, while the run lasts, gets its credential."""
+        run = self.runs.get(ev.run_id)
+        ex = run.executors.get(ev.executor_id) if run is not None else None
+        if run is None:
+            why = f"run {ev.run_id} is not being scheduled"
+        elif ex is None or (ex.agent_id and ev.agent_id != ex.agent_id):
+            why = f"executor {ev.executor_id} on agent {ev.agent_id} was not launched for it"
+        else:
+            out.append(SendCredential(ev.run_id, ev.executor_id, ev.agent_id))
+            return
+        out.append(RefuseCredential(ev.run_id, ev.executor_id, ev.agent_id, why))
+        if run is not None:
+            out.append(Log(ev.run_id, "warning", f"store credential refused: {why}"))
 
     # --- offers -----------------------------------------------------------------
     def _offers(self, ev: Offers, out: list[Command]) -> None:

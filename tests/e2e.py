@@ -97,12 +97,15 @@ class LiveServer:
             self.env.pop(key, None)
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.master = ""  # the Mesos master it uses (host:port of the embedded one)
 
     def start(self, timeout: float = 90) -> LiveServer:
         """Start and wait for ``ancho server listening on URL`` on stdout."""
+        # The store URL (an admin password, with Cassandra) goes in the environment: a
+        # command line is visible to every process of the machine (ps).
         self.proc = subprocess.Popen(
-            [ANCHO, "server", "--store", self.store, "--bind", "127.0.0.1:0"],
-            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+            [ANCHO, "server", "--bind", "127.0.0.1:0"],
+            cwd=self.cwd, env={**self.env, "ANCHO_STORE": self.store}, stdout=subprocess.PIPE,
             stderr=(self.cwd / "server.log").open("a"), text=True,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -112,6 +115,7 @@ class LiveServer:
             log = (self.cwd / "server.log").read_text()[-3000:]
             raise AssertionError(f"the server did not start: {line!r}\n{log}")
         self.url = line.split("listening on ", 1)[1].split()[0]
+        self.master = line.rsplit("(master ", 1)[-1].strip().rstrip(")")
         return self
 
     def stop(self, timeout: float = 60) -> int:

@@ -1,7 +1,8 @@
 """An embedded single-node Mesos-compatible master and agent (like ``mesos-local``).
 
 ``EmbeddedCluster`` serves the Mesos v1 scheduler API (``/api/v1/scheduler``), the v1
-executor API (``/api/v1/executor``) and ``/version`` on one loopback HTTP port, and
+executor API (``/api/v1/executor``), ``/version`` and the state endpoints
+(``/master/state``, the agent's ``/slave(1)/state``) on one loopback HTTP port, and
 runs executors as local processes. Unmodified pymesos drives it as it drives Apache
 Mesos 1.11, so Ancho's scheduler and executor code are the same on one machine and on
 a real cluster::
@@ -64,6 +65,16 @@ Faithful to Mesos 1.11
   REASON_CONTAINER_LAUNCH_FAILED and FAILURE status -1.
 * Sandboxes: ``work_dir/slaves/<agent>/frameworks/<fw>/executors/<eid>/runs/<cid>``
   with ``stdout``/``stderr`` and a ``latest`` symlink.
+* State endpoints (:mod:`.state`), in Mesos 1.11's JSON shape: ``/master/state`` with the
+  agent, the frameworks (offers; tasks and completed tasks with their statuses, which
+  hold state and timestamp, never ``data`` or ``message``; executors with their
+  CommandInfo, environment included, as a master shows it) and completed frameworks;
+  the agent's ``/slave(1)/state`` with its frameworks, executors (sandbox directory,
+  tasks, queued and completed tasks; no CommandInfo, as Mesos), completed executors
+  and completed frameworks. Resources are Mesos' objects (``cpus``/``gpus``/``mem``/
+  ``disk`` always, ranges as ``"[31000-32000]"``); what is remembered is bounded by
+  Mesos' defaults (1000 completed tasks and 50 completed frameworks at the master; 200
+  tasks per executor, 150 executors per framework and 50 frameworks at the agent).
 
 Deliberately simplified
 -----------------------
@@ -85,6 +96,11 @@ Deliberately simplified
 * Only ContainerInfo type MESOS without an image (or none) is supported; DOCKER gives
   TASK_FAILED REASON_CONTAINER_LAUNCH_FAILED. Containerizers are pluggable
   (``containerizers=`` takes objects following ``containerizer.Containerizer``).
+* State endpoints: master and agent share one port, so ``/state`` answers as the agent
+  (a real master answers it with its own state); ``flags`` lists only the settings the
+  embedded cluster has, no capabilities are claimed, build fields are empty; no
+  ``jsonp``, ``/state-summary``, ``/frameworks``, ``/slaves`` or ``/tasks``; no
+  authorization filtering.
 * Shutdown: SHUTDOWN event, SIGTERM to the process group after the grace period,
   SIGKILL 2 s later. ``stop()`` SIGKILLs every executor's process group at once and
   sends no further events. An executor whose cluster process is killed outright is

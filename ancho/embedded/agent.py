@@ -7,11 +7,13 @@ that is the only place the agent blocks, and it does so without the lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,6 +23,7 @@ from .http import EventStream, Request, Response, StreamResponse
 from .master import Master
 from .protocol import (
     JSON,
+    MESOS_VERSION,
     TASK_STATES,
     TERMINAL_STATES,
     CallError,
@@ -30,6 +33,7 @@ from .protocol import (
     task_status,
 )
 from .resources import Resources
+from .state import framework_info_fields, resources_object, task_info_json, task_json, trim_status
 from .updates import StatusUpdateManager
 
 __all__ = ["Agent", "AgentConfig"]
@@ -38,6 +42,10 @@ logger = logging.getLogger("ancho.embedded.agent")
 
 # How long after SIGTERM a shutting-down executor's process group gets SIGKILL.
 _KILL_AFTER_TERM_S = 2.0
+# What the state endpoint remembers of the past (Mesos' agent constants).
+MAX_COMPLETED_TASKS_PER_EXECUTOR = 200
+MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK = 150
+MAX_COMPLETED_FRAMEWORKS = 50
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,6 +68,7 @@ class _Task:
     state: str = "TASK_STAGING"
     launched: bool = False  # delivered to the executor
     uuids: set[str] = field(default_factory=set)
+    statuses: list[JSON] = field(default_factory=list)  # what the state endpoint shows
 
 
 _ExecutorState = Literal["LAUNCHING", "RUNNING", "TERMINATING", "TERMINATED"]
@@ -84,6 +93,20 @@ class _Executor:
     sigkill_at: float | None = None
     next_heartbeat: float = 0.0
     thread: threading.Thread | None = None
+    #: Tasks whose terminal update was acknowledged (the newest ones).
+    completed_tasks: deque[_Task] = field(
+        default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS_PER_EXECUTOR)
+    )
+
+
+@dataclass(slots=True)
+class _FrameworkRecord:
+    """What the agent's state endpoint shows of a framework: its info, past executors."""
+
+    info: JSON
+    completed_executors: deque[_Executor] = field(
+        default_factory=lambda: deque(maxlen=MAX_COMPLETED_EXECUTORS_PER_FRAMEWORK)
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -110,6 +133,11 @@ class Agent:
         self._executors: dict[tuple[str, str], _Executor] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = False
+        self.start_time = time.time()
+        self._frameworks: dict[str, _FrameworkRecord] = {}
+        self._completed_frameworks: deque[tuple[str, _FrameworkRecord]] = deque(
+            maxlen=MAX_COMPLETED_FRAMEWORKS
+        )
 
     @property
     def endpoint(self) -> str:
@@ -158,6 +186,18 @@ class Agent:
         """The ExecutorInfo of a live executor (None when there is none)."""
         executor = self._executors.get((framework_id, executor_id))
         return executor.info if executor is not None else None
+
+    def executor_infos(self, framework_id: str) -> list[JSON]:
+        """The ExecutorInfos of a framework's live executors."""
+        return [e.info for e in self._executors.values() if e.framework_id == framework_id]
+
+    def framework_resources(self, framework_id: str) -> Resources:
+        """What a framework's executors and their live tasks hold."""
+        used = Resources()
+        for executor in self._executors.values():
+            if executor.framework_id == framework_id:
+                used = used + _allocated(executor)
+        return used
 
     # ------------------------------------------------------- master's commands
     def launch_task(
@@ -212,6 +252,8 @@ class Agent:
             grace_s=grace,
         )
         self._executors[(framework_id, executor_id)] = executor
+        record = self._frameworks.setdefault(framework_id, _FrameworkRecord(framework_info))
+        record.info = framework_info
         spec = ContainerSpec(
             container_id=container_id,
             directory=executor.directory,
@@ -316,7 +358,7 @@ class Agent:
                 body = {"task_id": {"value": task_id}, "uuid": uuid_}
                 executor.stream.send(event("ACKNOWLEDGED", body))
             if acked["state"] in TERMINAL_STATES:
-                del executor.tasks[task_id]
+                executor.completed_tasks.append(executor.tasks.pop(task_id))
             break
         return acked
 
@@ -447,8 +489,9 @@ class Agent:
 
     def _record(self, executor: _Executor, task: _Task, status: JSON) -> None:
         task.state = status["state"]
+        task.statuses.append(trim_status(status))
         task_id = status["task_id"]["value"]
-        self.master.task_state_changed(executor.framework_id, task_id, task.state)
+        self.master.task_state_changed(executor.framework_id, task_id, status)
         self.updates.add(executor.framework_id, status, time.time())
 
     # -------------------------------------------------------------- containers
@@ -488,6 +531,7 @@ class Agent:
         key = (executor.framework_id, executor.executor_id)
         if self._executors.get(key) is executor:
             del self._executors[key]
+        self._completed(executor)
         if self._stopping or executor.silent:
             return
         logger.info("executor %s terminated: %s", executor.executor_id, message)
@@ -495,6 +539,17 @@ class Agent:
             if task.state not in TERMINAL_STATES:
                 self._task_update(executor, task_id, "TASK_FAILED", reason, message)
         self.master.executor_terminated(executor.framework_id, executor.executor_id, status)
+
+    def _completed(self, executor: _Executor) -> None:
+        """Remember a terminated executor; a framework left without any is completed."""
+        framework_id = executor.framework_id
+        record = self._frameworks.get(framework_id)
+        if record is None:
+            return
+        record.completed_executors.append(executor)
+        if not any(e.framework_id == framework_id for e in self._executors.values()):
+            del self._frameworks[framework_id]
+            self._completed_frameworks.append((framework_id, record))
 
     def _escalate(self, executor: _Executor, now: float) -> None:
         container = executor.container
@@ -517,6 +572,123 @@ class Agent:
                 executor.stream.send(event("HEARTBEAT"))
                 executor.next_heartbeat = now + self.config.heartbeat_interval_s
 
+    # ---------------------------------------------------------- state endpoint
+    def state_route(self, request: Request) -> Response:
+        """Route for the agent's ``/state`` (``/slave(1)/state``): Mesos 1.11's JSON."""
+        with self.lock:
+            body = json.dumps(self.state())
+        return Response(200, body.encode(), "application/json")
+
+    def summary(self, offered: Resources) -> JSON:
+        """The agent as the master's ``/master/state`` lists it in ``slaves``."""
+        return {
+            "id": self.agent_id,
+            "hostname": self.config.host,
+            "port": self.config.port,
+            "attributes": {},
+            "pid": f"slave(1)@{self.endpoint}",
+            "registered_time": self.start_time,
+            "resources": resources_object(self.total),
+            "used_resources": resources_object(self.used_resources()),
+            "offered_resources": resources_object(offered),
+            "reserved_resources": {},
+            "unreserved_resources": resources_object(self.total),
+            "active": True,
+            "deactivated": False,
+            "version": MESOS_VERSION,
+            "capabilities": [],
+        }
+
+    def state(self) -> JSON:
+        """The agent's state as its ``/state`` shows it (call with the lock held)."""
+        host = self.config.host
+        grace = self.config.executor_shutdown_grace_s
+        return {
+            "version": MESOS_VERSION,
+            "build_date": "",
+            "build_time": 0,
+            "build_user": "ancho",
+            "start_time": self.start_time,
+            "id": self.agent_id,
+            "pid": f"slave(1)@{self.endpoint}",
+            "hostname": host,
+            "capabilities": [],
+            "resources": resources_object(self.total),
+            "reserved_resources": {},
+            "unreserved_resources": resources_object(self.total),
+            "reserved_resources_full": {},
+            "unreserved_resources_full": self.total.to_json(),
+            "reserved_resources_allocated": {},
+            "unreserved_resources_allocated": resources_object(self.used_resources()),
+            "resource_providers": [],
+            "attributes": {},
+            "master_hostname": self.master.config.host,
+            "flags": {
+                "authenticate_http_executors": "false",
+                "authenticate_http_readonly": "false",
+                "executor_shutdown_grace_period": _duration(grace),
+                "hostname": host,
+                "ip": host,
+                "port": str(self.config.port),
+                "work_dir": str(self.config.work_dir),
+            },
+            "frameworks": [
+                self._framework_state(framework_id, record)
+                for framework_id, record in self._frameworks.items()
+            ],
+            "completed_frameworks": [
+                self._framework_state(framework_id, record)
+                for framework_id, record in self._completed_frameworks
+            ],
+        }
+
+    def _framework_state(self, framework_id: str, record: _FrameworkRecord) -> JSON:
+        live = [e for e in self._executors.values() if e.framework_id == framework_id]
+        return {
+            "id": framework_id,
+            "name": record.info.get("name", ""),
+            **framework_info_fields(record.info),
+            "executors": [self._executor_state(e) for e in live],
+            "completed_executors": [self._executor_state(e) for e in record.completed_executors],
+        }
+
+    def _executor_state(self, executor: _Executor) -> JSON:
+        info = executor.info
+        state: JSON = {
+            "id": executor.executor_id,
+            "name": info.get("name", ""),
+            "source": info.get("source", ""),
+            "container": executor.container_id,
+            "directory": str(executor.directory),
+            "resources": resources_object(_allocated(executor)),
+        }
+        if info.get("resources"):
+            state["role"] = "*"
+        if isinstance(info.get("labels"), dict):
+            state["labels"] = list(info["labels"].get("labels", []))
+        if "type" in info:
+            state["type"] = info["type"]
+        tasks = executor.tasks.values()
+        state["tasks"] = [
+            self._task_state(executor, t)
+            for t in tasks
+            if t.launched and t.state not in TERMINAL_STATES
+        ]
+        state["queued_tasks"] = [
+            task_info_json(t.info, self.agent_id)
+            for t in tasks
+            if not t.launched and t.state not in TERMINAL_STATES
+        ]
+        done = [t for t in executor.completed_tasks]
+        done += [t for t in tasks if t.state in TERMINAL_STATES]
+        state["completed_tasks"] = [self._task_state(executor, t) for t in done]
+        return state
+
+    def _task_state(self, executor: _Executor, task: _Task) -> JSON:
+        return task_json(task.info, framework_id=executor.framework_id, agent_id=self.agent_id,
+                         state=task.state, resources=task.resources,
+                         statuses=task.statuses)  # fmt: skip
+
     def stop(self) -> list[threading.Thread]:
         """Kill every executor's process group now; return the threads to join."""
         self._stopping = True
@@ -526,3 +698,12 @@ class Agent:
             if executor.container is not None:
                 executor.container.signal(signal.SIGKILL)
         return list(self._threads)
+
+
+def _allocated(executor: _Executor) -> Resources:
+    """The executor's own resources and those of its live tasks."""
+    used = executor.resources
+    for task in executor.tasks.values():
+        if task.state not in TERMINAL_STATES:
+            used = used + task.resources
+    return used

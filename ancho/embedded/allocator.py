@@ -112,6 +112,17 @@ class Allocator:
             framework.filters.append(OfferFilter(refused, time.time() + seconds))
 
     # ----------------------------------------------------------------- offers
+    def offers_of(self, framework_id: str) -> list[Offer]:
+        """The framework's outstanding offers (for the state endpoint)."""
+        return [o for o in self._offers.values() if o.framework_id == framework_id]
+
+    def offered(self) -> Resources:
+        """Everything offered and not yet accepted or declined."""
+        total = Resources()
+        for offer in self._offers.values():
+            total = total + offer.resources
+        return total
+
     def remove_offers(self, framework: Framework) -> None:
         """Withdraw every outstanding offer of a framework (disconnect, failover, removal)."""
         for offer_id in list(framework.offers):
@@ -128,10 +139,7 @@ class Allocator:
 
     def allocate(self, agent: Agent, now: float) -> None:
         """Offer the agent's unallocated resources to the neediest eligible framework."""
-        offered = Resources()
-        for offer in self._offers.values():
-            offered = offered + offer.resources
-        available = agent.total - agent.used_resources() - offered
+        available = agent.total - agent.used_resources() - self.offered()
         if available.scalar("cpus") < _MIN_CPUS and available.scalar("mem") < _MIN_MEM_MB:
             return
         candidates: list[tuple[float, str, Framework]] = []

@@ -119,6 +119,10 @@ class EmbeddedCluster:
                 "/health": lambda _: Response(200),
                 "/api/v1/scheduler": master.handle,
                 "/api/v1/executor": agent.handle,
+                # Master and agent share this port: /state answers as the agent does.
+                "/master/state": master.state_route,
+                "/slave(1)/state": agent.state_route,
+                "/state": agent.state_route,
             }
         )
         self._master, self._agent, self._server = master, agent, server

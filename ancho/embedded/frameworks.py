@@ -7,6 +7,7 @@ which only queues an event on the framework's stream.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from .http import EventStream
@@ -14,6 +15,10 @@ from .protocol import JSON
 from .resources import Resources
 
 __all__ = ["Framework", "OfferFilter", "Task"]
+
+#: Mesos' defaults of --max_completed_tasks_per_framework and --max_completed_frameworks.
+MAX_COMPLETED_TASKS = 1000
+MAX_COMPLETED_FRAMEWORKS = 50
 
 
 @dataclass(slots=True)
@@ -26,11 +31,16 @@ class OfferFilter:
 
 @dataclass(slots=True)
 class Task:
-    """The master's view of a task: which executor runs it and its latest state."""
+    """The master's view of a task: which executor runs it, its latest state and (for the
+    state endpoint) its TaskInfo, resources and the statuses it went through."""
 
     task_id: str
     executor_id: str | None
     state: str
+    info: JSON = field(default_factory=dict)
+    agent_id: str = ""
+    resources: Resources = field(default_factory=Resources)
+    statuses: list[JSON] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -47,6 +57,11 @@ class Framework:
     tasks: dict[str, Task] = field(default_factory=dict)
     offers: set[str] = field(default_factory=set)
     next_heartbeat: float = 0.0
+    registered_time: float = 0.0
+    reregistered_time: float = 0.0
+    unregistered_time: float = 0.0
+    #: Tasks whose terminal update was acknowledged (the newest ones).
+    completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS))
 
     @property
     def partition_aware(self) -> bool:

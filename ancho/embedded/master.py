@@ -11,17 +11,19 @@ queued on their :class:`EventStream`, never written under the lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import struct
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .allocator import Allocator
-from .frameworks import Framework, Task
+from .frameworks import MAX_COMPLETED_FRAMEWORKS, MAX_COMPLETED_TASKS, Framework, Task
 from .http import EventStream, Request, Response, StreamResponse
 from .protocol import (
     JSON,
@@ -36,6 +38,13 @@ from .protocol import (
 )
 from .reconciliation import reconcile_known, reconcile_unknown
 from .resources import Resources
+from .state import (
+    executor_info_json,
+    framework_info_fields,
+    resources_object,
+    task_json,
+    trim_status,
+)
 from .validation import check_task_shape, validate_task
 
 if TYPE_CHECKING:
@@ -64,9 +73,11 @@ class Master:
         self.lock = lock
         self.wake = wake
         self.master_id = str(uuid.uuid4())
+        self.start_time = time.time()
         self.agent: Agent | None = None
         self._frameworks: dict[str, Framework] = {}
         self._completed: set[str] = set()
+        self._completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
         self._next_framework = 0
         self._allocator = Allocator(
             self._frameworks,
@@ -170,11 +181,12 @@ class Master:
             if framework is None:
                 # An unknown id is accepted, as a Mesos master does after its own
                 # failover: the framework is trusted to own it.
-                framework = Framework(framework_id, info)
+                framework = Framework(framework_id, info, registered_time=now)
                 self._frameworks[framework_id] = framework
                 logger.info("framework %s (%s) subscribed", framework_id, info["name"])
             else:
                 self._failover(framework)
+            framework.reregistered_time = now
             framework.info = dict(info, id={"value": framework_id})
             framework.stream = stream
             framework.failover_deadline = None
@@ -289,7 +301,10 @@ class Master:
             return pool
         executor = task["executor"]
         executor_id = executor["executor_id"]["value"]
-        framework.tasks[task_id] = Task(task_id, executor_id, "TASK_STAGING")
+        framework.tasks[task_id] = Task(
+            task_id, executor_id, "TASK_STAGING", info=task, agent_id=agent.agent_id,
+            resources=task_resources,
+        )  # fmt: skip
         agent.launch_task(framework.info, executor, task, task_resources, executor_resources)
         return pool - task_resources - executor_resources
 
@@ -320,7 +335,9 @@ class Master:
         acked = self._agent().acknowledge(framework.framework_id, task_id, body["uuid"])
         if acked is not None and acked["state"] in TERMINAL_STATES:
             # The master forgets a task once its terminal update is acknowledged.
-            framework.tasks.pop(task_id, None)
+            done = framework.tasks.pop(task_id, None)
+            if done is not None:
+                framework.completed_tasks.append(done)
 
     def _call_reconcile(self, framework: Framework, call: JSON) -> None:
         wanted = body_of(call, "reconcile", required=False).get("tasks", [])
@@ -385,13 +402,14 @@ class Master:
         if framework is not None:
             framework.send(event("UPDATE", {"status": status}))
 
-    def task_state_changed(self, framework_id: str, task_id: str, state: str) -> None:
-        """The agent learnt a task's new latest state."""
+    def task_state_changed(self, framework_id: str, task_id: str, status: JSON) -> None:
+        """The agent learnt a task's new latest state (``status``, an update)."""
         framework = self._frameworks.get(framework_id)
         task = framework.tasks.get(task_id) if framework is not None else None
         if task is not None:
-            task.state = state
-            if state in TERMINAL_STATES:
+            task.state = status["state"]
+            task.statuses.append(trim_status(status))
+            if task.state in TERMINAL_STATES:
                 self.wake.set()
 
     def executor_message(self, framework_id: str, executor_id: str, data: str) -> None:
@@ -422,7 +440,16 @@ class Master:
         logger.info("removing framework %s (%s)", framework.framework_id, why)
         self._allocator.remove_offers(framework)
         self._agent().shutdown_framework(framework.framework_id)
+        now = time.time()
+        for task in framework.tasks.values():
+            # As Mesos: the framework's tasks end TASK_KILLED in its completed tasks.
+            if task.state not in TERMINAL_STATES:
+                task.state = "TASK_KILLED"
+                task.statuses.append({"state": "TASK_KILLED", "timestamp": now})
+            framework.completed_tasks.append(task)
         framework.tasks.clear()
+        framework.unregistered_time = now
+        self._completed_frameworks.append(framework)
         if framework.stream is not None:
             framework.stream.close()
             framework.stream = None
@@ -441,6 +468,119 @@ class Master:
                 framework.send(event("HEARTBEAT"))
                 framework.next_heartbeat = now + self.config.heartbeat_interval_s
         self._allocator.allocate(self._agent(), now)
+
+    # ---------------------------------------------------------- state endpoint
+    def state_route(self, request: Request) -> Response:
+        """Route for ``/master/state``: Mesos 1.11's JSON of the master's state."""
+        with self.lock:
+            body = json.dumps(self.state())
+        return Response(200, body.encode(), "application/json")
+
+    def state(self) -> JSON:
+        """The master's state as ``/master/state`` shows it (call with the lock held)."""
+        agent = self._agent()
+        info = self.master_info()
+        host = self.config.host
+        return {
+            "version": MESOS_VERSION,
+            "build_date": "",
+            "build_time": 0,
+            "build_user": "ancho",
+            "start_time": self.start_time,
+            "elected_time": self.start_time,
+            "id": self.master_id,
+            "pid": info["pid"],
+            "hostname": info["hostname"],
+            "capabilities": [],
+            "activated_slaves": 1.0,
+            "deactivated_slaves": 0.0,
+            "unreachable_slaves": 0.0,
+            "leader": info["pid"],
+            "leader_info": {
+                "id": info["id"],
+                "pid": info["pid"],
+                "port": info["port"],
+                "hostname": info["hostname"],
+            },
+            "flags": {
+                "allocation_interval": "100ms",
+                "authenticate_agents": "false",
+                "authenticate_frameworks": "false",
+                "authenticate_http_frameworks": "false",
+                "authenticate_http_readonly": "false",
+                "hostname": host,
+                "ip": host,
+                "max_completed_frameworks": str(MAX_COMPLETED_FRAMEWORKS),
+                "max_completed_tasks_per_framework": str(MAX_COMPLETED_TASKS),
+                "port": str(self.config.port),
+            },
+            "slaves": [agent.summary(self._allocator.offered())],
+            "recovered_slaves": [],
+            "frameworks": [self._framework_state(f) for f in self._frameworks.values()],
+            "completed_frameworks": [self._framework_state(f) for f in self._completed_frameworks],
+            "orphan_tasks": [],
+            "unregistered_frameworks": [],
+        }
+
+    def _framework_state(self, framework: Framework) -> JSON:
+        agent = self._agent()
+        framework_id = framework.framework_id
+        info = framework.info
+        connected = framework.stream is not None
+        removed = framework_id in self._completed
+        used = agent.framework_resources(framework_id) if not removed else Resources()
+        offers = [] if removed else self._allocator.offers_of(framework_id)
+        offered = Resources()
+        for offer in offers:
+            offered = offered + offer.resources
+        state: JSON = {
+            "id": framework_id,
+            "name": info.get("name", ""),
+            "used_resources": resources_object(used),
+            "offered_resources": resources_object(offered),
+            "capabilities": list(info.get("capabilities", [])),
+            "hostname": info.get("hostname", ""),
+            "webui_url": info.get("webui_url", ""),
+            "active": connected and not removed,
+            "connected": connected and not removed,
+            "recovered": False,
+            **framework_info_fields(info),
+            "registered_time": framework.registered_time,
+            "unregistered_time": framework.unregistered_time,
+            "resources": resources_object(used + offered),
+        }
+        if framework.reregistered_time != framework.registered_time:
+            state["reregistered_time"] = framework.reregistered_time
+        state["tasks"] = [self._task_state(framework, t) for t in framework.tasks.values()]
+        state["unreachable_tasks"] = []
+        state["completed_tasks"] = [
+            self._task_state(framework, t) for t in framework.completed_tasks
+        ]
+        state["offers"] = [
+            {
+                "id": offer.offer_id,
+                "framework_id": framework_id,
+                "allocation_info": {"role": "*"},
+                "slave_id": agent.agent_id,
+                "resources": resources_object(offer.resources),
+            }
+            for offer in offers
+        ]
+        executors = [] if removed else agent.executor_infos(framework_id)
+        state["executors"] = [
+            {**executor_info_json(e), "slave_id": agent.agent_id} for e in executors
+        ]
+        labels = info.get("labels")
+        if isinstance(labels, dict):
+            state["labels"] = list(labels.get("labels", []))
+        state["offer_constraints"] = {}
+        return state
+
+    def _task_state(self, framework: Framework, task: Task) -> JSON:
+        return task_json(task.info or {"task_id": {"value": task.task_id}},
+                         framework_id=framework.framework_id, agent_id=task.agent_id,
+                         state=task.state, resources=task.resources,
+                         statuses=task.statuses)  # fmt: skip
 
     def stop(self) -> None:
         """Close every scheduler stream."""

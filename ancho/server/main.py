@@ -50,6 +50,7 @@ def serve(options: ServerOptions) -> None:
     """Run until SIGTERM/SIGINT; print the URL on stdout's first line."""
     from waitress.server import create_server
 
+    from scheduler.credentials import RunCredentials
     from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService, config_from_env
     from scheduler.summary_job import SummaryJob
@@ -81,6 +82,8 @@ def serve(options: ServerOptions) -> None:
         environment=executor_environment(work_dir / "cache"),
         store_url_for=store.url_for_run,
         docker_cache_dir=str(docker_cache),
+        # Each run's role is made with the admin's: the owner's role cannot make roles.
+        credentials=RunCredentials(store.url_for_run, store.admin),
     )
     service = SchedulerService(store, master, launch, job, config_from_env())
     try:

@@ -93,6 +93,16 @@ _RUN_COLUMNS = (
     "id, name, owner, state, spec, seed, sequences, outputs, ok, failed, running, reason,"
     " created_at, started_at, finished_at, kill_requested, next_index"
 )
+#: A run's own role may read its keyspace's schema version, runs, results, summaries,
+#: events and uploaded models, and write results, events, summaries and runs (executors
+#: register the run's outputs; the summary job stores the summary). Nothing on users or
+#: batches, nothing on any other keyspace.
+RUN_GRANTS = (
+    ("SELECT", ("meta", "runs", "results", "summaries", "events", "models")),
+    ("MODIFY", ("runs", "results", "summaries", "events")),
+)
+#: Pauses before trying again a re-key that Cassandra refused as too soon (7 s in all).
+_REKEY_WAITS = (0.5, 1.0, 1.5, 2.0, 2.0)
 _RUN_FIELDS = frozenset(
     {"name", "owner", "state", "outputs", "ok", "failed", "running", "reason", "started_at",
      "finished_at", "kill_requested", "next_index"}
@@ -638,6 +648,43 @@ class CassandraStore(Store):
     def disable_role(self, name: str) -> None:
         """Stop a user's role from logging in (their data stays)."""
         self._run_sql(f"ALTER ROLE {name} WITH LOGIN = false")
+
+    # --- per-run roles (scheduler.credentials) ---------------------------------------
+    def create_run_role(self, role: str, password: str, keyspace: str) -> None:
+        """Create the login role ``role`` (or give an existing one ``password``) with only
+        what a run's executors and summary need in ``keyspace``: :data:`RUN_GRANTS`.
+
+        Needs a role that may create roles and grant on that keyspace (an admin).
+        """
+        if not _NAME.match(role) or not _NAME.match(keyspace):
+            raise StoreError(f"role {role!r} / keyspace {keyspace!r}: not plain names")
+        exists = self._run_sql("SELECT role FROM system_auth.roles WHERE role = %s", (role,))
+        # An existing role is re-keyed (a scheduler restarted mid-run knows no password).
+        verb = "ALTER" if exists.one() else "CREATE"
+        for wait in (*_REKEY_WAITS, None):
+            try:
+                self._run_sql(f"{verb} ROLE {role} WITH PASSWORD = %s AND LOGIN = true",
+                              (password,))  # fmt: skip
+                break
+            except StoreError as exc:
+                # Cassandra 5 refuses a role's password change within 5 s of the last one.
+                if wait is None or "can only be changed every" not in exc.message:
+                    raise
+                time.sleep(wait)
+        for permission, tables in RUN_GRANTS:
+            for table in tables:
+                self._run_sql(f"GRANT {permission} ON TABLE {keyspace}.{table} TO {role}")
+
+    def drop_role(self, role: str) -> None:
+        """Drop a login role (a run's): it cannot log in any more."""
+        if not _NAME.match(role):
+            raise StoreError(f"role {role!r}: not a plain name")
+        self._run_sql(f"DROP ROLE IF EXISTS {role}")
+
+    def list_roles(self, prefix: str) -> list[str]:
+        """Names of the roles that start with ``prefix`` (needs an admin)."""
+        rows = self._run_sql("SELECT role FROM system_auth.roles")
+        return sorted(r.role for r in rows if str(r.role).startswith(prefix))
 
     def get_meta(self, key: str) -> str | None:
         """A framework-wide value."""
