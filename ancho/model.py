@@ -10,7 +10,6 @@ summary job.
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 import time
 import traceback
@@ -22,14 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ModelError
-from .results import OutputValue, SequenceResult
+from .results import OUTPUT_NAME, OutputValue, SequenceResult
 from .seeding import sequence_rng
 from .sources import fetch
 
 if TYPE_CHECKING:
     from .store import Store
-
-OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 
 
 # --- sources -----------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+#: What an output may be called (the model contract).
+OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 
 OutputValue = int | float | bool
 SequenceStatus = Literal["ok", "failed"]

@@ -42,8 +42,10 @@ def new_run(spec: RunSpec, owner: str = "local") -> RunRecord:
 
 
 #: Variables executors get from the process that launches them (process executors
-#: inherit everything; Docker ones only these): the standard AWS settings for s3:// models.
-PASSTHROUGH_PREFIXES = ("AWS_",)
+#: inherit everything; Docker ones only these): the standard AWS settings for s3:// models,
+#: and the operator's sandbox settings (``ANCHO_SANDBOX_ALLOW_WEAKER``, limits), which
+#: play the part of a Mesos agent's ``--executor_environment_variables``.
+PASSTHROUGH_PREFIXES = ("AWS_", "ANCHO_SANDBOX_")
 
 
 def executor_environment(cache_dir: Path) -> dict[str, str]:
@@ -70,6 +72,11 @@ def run_local(
     ``on_created(run)`` is called once the run is stored (the CLI prints its id then).
     Ctrl-C kills the run and waits for it to end.
     """
+    from .extras import require
+
+    require("spark", "`ancho run`", "Spark (on Java 17) computes the summary.")
+    if spec.executor.containerizer == "docker":
+        require("docker", "The Docker containerizer")
     from ancho.embedded import EmbeddedCluster
     from ancho.embedded.containerizer import ProcessContainerizer
     from ancho.embedded.docker_containerizer import DockerContainerizer, share_with_containers

@@ -44,7 +44,10 @@ class ModelRef:
     entrypoint: str
     setup: str | None = None
     summary: str | None = None
+    #: The requirements file; ``None``: the folder's ``requirements.txt`` if it has one.
     requirements: str | None = None
+    #: ``"requirements": null`` in the spec: install nothing, even a requirements.txt.
+    no_requirements: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,6 +85,8 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON (every default written out), valid against the schema."""
         model = {k: v for k, v in _asdict(self.model).items() if v is not None}
+        if model.pop("no_requirements"):
+            model["requirements"] = None
         res = {k: v for k, v in _asdict(self.resources).items() if v is not None}
         out: dict[str, Any] = {
             "name": self.name,
@@ -113,6 +118,7 @@ class RunSpec:
                 setup=m.get("setup"),
                 summary=m.get("summary"),
                 requirements=m.get("requirements"),
+                no_requirements="requirements" in m and m["requirements"] is None,
             ),
             sequences=int(data["sequences"]),
             seed=int(data["seed"]) if "seed" in data else draw_seed(),

@@ -9,8 +9,13 @@ Measures, in one run on this machine:
 3. the fixed overhead of ``ancho run``: wall time of a tiny run, split into phases.
 
 Ancho's progress is sampled by polling the run's row count in the SQLite store.
+With ``--baseline REV``, also the trivial model's stored sequences/s of this tree
+against the code of git revision ``REV`` (checked out into a temporary worktree and put
+first on ``PYTHONPATH`` for the command, its executors and their model processes),
+alternating the two, three runs each.
+
 Prints a Markdown report (paste it into docs/benchmarks.md). Usage:
-``python bench/run_bench.py [--quick]``.
+``python bench/run_bench.py [--quick] [--baseline REV] [--only-baseline]``.
 """
 
 from __future__ import annotations
@@ -88,7 +93,8 @@ class Sampler(threading.Thread):
             time.sleep(0.25)
 
 
-def ancho_run(model: str, params: dict[str, Any], sequences: int) -> dict[str, Any]:
+def ancho_run(model: str, params: dict[str, Any], sequences: int,
+              env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run ``ancho run`` in a scratch folder; return timings from the outside and the store."""
     with tempfile.TemporaryDirectory(prefix="ancho-bench-") as tmp:
         spec = {
@@ -105,7 +111,8 @@ def ancho_run(model: str, params: dict[str, Any], sequences: int) -> dict[str, A
         t0 = time.perf_counter()
         t0_wall = time.time()
         proc = subprocess.run([ANCHO, "run", str(path), "--json"], cwd=tmp,
-                              capture_output=True, text=True, check=False)  # fmt: skip
+                              capture_output=True, text=True, check=False,
+                              env={**os.environ, **(env or {})})  # fmt: skip
         wall = time.perf_counter() - t0
         sampler.stop.set()
         sampler.join()
@@ -143,16 +150,52 @@ def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
     return float(np.polyfit(t, n, 1)[0])
 
 
+def against_baseline(rev: str, sequences: int, rounds: int = 3) -> None:
+    """Stored sequences/s of the trivial model: this tree vs revision ``rev``, alternating."""
+    trivial = str(HERE / "models" / "trivial")
+    repo = HERE.parent
+    with tempfile.TemporaryDirectory(prefix="ancho-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev],
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            base_env = {"PYTHONPATH": str(tree)}
+            rates: dict[str, list[float]] = {"baseline": [], "this tree": []}
+            for _ in range(rounds):
+                for name, env in (("baseline", base_env), ("this tree", None)):
+                    r = ancho_run(trivial, {}, sequences, env)
+                    rates[name].append(steady_rate(r["samples"], sequences))
+        finally:
+            subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
+                           check=False, capture_output=True)  # fmt: skip
+    base = float(np.median(rates["baseline"]))
+    print(f"## Trivial model, {sequences:,} sequences: this tree vs {rev}\n")
+    print("| code | stored sequences/s, steady state (median of "
+          f"{rounds}) | runs | ratio |\n|---|---:|---|---:|")  # fmt: skip
+    for name, values in rates.items():
+        med = float(np.median(values))
+        runs = ", ".join(f"{v:,.0f}" for v in values)
+        print(f"| {name} | {med:,.0f} | {runs} | {med / base:.3f} |")
+    print()
+
+
 def main() -> None:
     """Run every benchmark and print the report."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller runs (smoke test)")
+    parser.add_argument("--baseline", metavar="REV", help="compare with git revision REV")
+    parser.add_argument("--only-baseline", action="store_true",
+                        help="only the comparison with --baseline")  # fmt: skip
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     scale = 0.2 if args.quick else 1.0
     models = HERE / "models"
     print(f"# Ancho benchmarks ({platform.node()}, {cores} cores, Python "
           f"{platform.python_version()}, {time.strftime('%Y-%m-%d')})\n")  # fmt: skip
+    if args.baseline:
+        against_baseline(args.baseline, int(400_000 * scale))
+        if args.only_baseline:
+            return
 
     # 1. 10 ms model.
     n10 = int(3000 * scale)

@@ -1,11 +1,15 @@
 """The executor's side of the model's process: start it, feed it batches, watch its memory.
 
 The child (:mod:`executor.model_child`) is confined before it imports the model, and talks
-to the executor over an inherited Unix socketpair only. It does not get the store's URL,
-Mesos' or AWS' variables. Its stdout and stderr are pipes to the executor (made here,
-before the child confines itself): two threads copy them to the executor's own
-stdout/stderr and, line by line, to the run's log (:mod:`executor.runlog`). Without a
-run log the child inherits the executor's stdout/stderr.
+to the executor over an inherited Unix socketpair only, in :mod:`executor.protocol`'s
+data-only messages, every one of which is validated here: a malformed one ends the
+batch (:class:`~executor.protocol.InvalidMessage`) and the process is killed. The
+child's environment holds only what an interpreter needs (:func:`child_environment`):
+no store URL, no token, no Mesos or AWS variables. Its stdout and stderr are pipes to
+the executor (made here, before the child confines itself): two threads copy them to
+the executor's own stdout/stderr and, line by line, to the run's log
+(:mod:`executor.runlog`). Without a run log the child inherits the executor's
+stdout/stderr.
 
 Memory: a watchdog thread samples the child's resident memory every 50 ms and kills it
 above ``limit_mb``; a kill by the kernel's OOM killer (the container's cgroup) is told
@@ -29,14 +33,27 @@ from multiprocessing.connection import Connection
 from ancho.errors import ModelError
 from ancho.results import SequenceResult
 
-from .model_child import LoadRequest
+from .memory import cgroup_oom_kills, rss_bytes
+from .protocol import (
+    InvalidMessage,
+    LoadRequest,
+    RowChecker,
+    error_of,
+    names_of,
+    pid_of,
+    receive,
+    send,
+    weaker_of,
+)
 from .runlog import RunLog, pump
-from .sandbox import cgroup_oom_kills, rss_bytes
 
 log = logging.getLogger("ancho.executor")
 
-#: Variables model code does not get: credentials and the executor's own plumbing.
-_PRIVATE_PREFIXES = ("MESOS_", "LIBPROCESS_", "AWS_", "ANCHO_STORE", "ANCHO_TOKEN")
+#: The only variables model code gets from the executor's environment: an interpreter's
+#: and numerical libraries' settings. Everything else (credentials, Mesos' and Ancho's
+#: own plumbing, proxies) stays out.
+_CHILD_NAMES = frozenset({"PATH", "LANG", "TZ", "TERM"})
+_CHILD_PREFIXES = ("PYTHON", "LC_", "OPENBLAS_", "OMP_", "MKL_", "NUMEXPR_")
 _WATCH_S = 0.05
 
 
@@ -44,10 +61,11 @@ class ModelCrashed(Exception):
     """The model's process died in the middle of a batch."""
 
 
-def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The executor's environment without what model code must not see."""
+def child_environment(scratch: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """What the model's process gets of the executor's environment, and its scratch folder."""
     env = dict(os.environ if environ is None else environ)
-    return {k: v for k, v in env.items() if not k.startswith(_PRIVATE_PREFIXES)}
+    kept = {k: v for k, v in env.items() if k in _CHILD_NAMES or k.startswith(_CHILD_PREFIXES)}
+    return {**kept, "HOME": scratch, "TMPDIR": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 class ModelProcess:
@@ -67,6 +85,9 @@ class ModelProcess:
         self._over_limit = False
         self._oom_before = -1
         self._watchdog: threading.Thread | None = None
+        #: The sandboxed process (inside its PID namespace), as the watchdog sees it.
+        self._sandbox_pid: int | None = None
+        self.names: list[str] | None = request.outputs
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -80,7 +101,7 @@ class ModelProcess:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "executor.model_child", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
-                env=child_environment(),
+                env=child_environment(self.request.scratch_dir),
                 stdin=subprocess.DEVNULL,
                 stdout=pipes[0][1] if pipes else None,
                 stderr=pipes[1][1] if pipes else None,
@@ -103,14 +124,39 @@ class ModelProcess:
         self._watchdog = threading.Thread(target=self._watch, name="ancho-model-memory",
                                           daemon=True)  # fmt: skip
         self._watchdog.start()
-        self._conn.send(("load", self.request))
+        send(self._conn, self.request.to_dict())
         try:
-            reply = self._conn.recv()
+            self._await_ready(self._conn)
         except (EOFError, OSError):
             raise ModelError(f"the model's process died while loading ({self._death()})") from None
-        if reply[0] == "load_error":
-            self.close()
-            raise ModelError(reply[1])
+        except InvalidMessage as exc:
+            self.kill()
+            raise ModelError(str(exc)) from None
+
+    def _await_ready(self, conn: Connection) -> None:
+        """The sandboxed pid, then ``ready`` (or the reason the model did not load)."""
+        while True:
+            msg = receive(conn)
+            kind = msg["t"]
+            if kind == "pid" and self._sandbox_pid is None:
+                self._sandbox_pid = pid_of(msg)
+            elif kind == "ready" and self._sandbox_pid is not None:
+                for what in weaker_of(msg):
+                    log.warning("sandbox weaker than required, as the agent allows "
+                                "(ANCHO_SANDBOX_ALLOW_WEAKER): no %s", what)  # fmt: skip
+                return
+            elif kind == "load_error":
+                message = error_of(msg)
+                self.close()
+                raise ModelError(message)
+            else:
+                raise InvalidMessage(f"unexpected {kind[:40]!r} while loading")
+
+    def kill(self) -> None:
+        """Kill the process (it broke the protocol) and clean up."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        self.close()
 
     def alive(self) -> bool:
         """Whether the process is up (a crashed one is replaced before the next batch)."""
@@ -139,40 +185,58 @@ class ModelProcess:
 
         Closing the iterator early cancels the batch (the child stops after its current
         chunk). Raises :class:`ModelCrashed` when the process dies; the results it sent
-        before dying have been yielded.
+        before dying have been yielded. Raises
+        :class:`~executor.protocol.InvalidMessage` (after killing the process) when it
+        breaks the protocol.
         """
         conn = self._conn
         assert conn is not None
-        conn.send(("run", start, stop, attempt))
+        send(conn, {"t": "run", "start": start, "stop": stop, "attempt": attempt})
+        checker = RowChecker(start, stop, attempt, self.names)
         finished = False
         try:
             while True:
                 try:
-                    msg = conn.recv()
+                    msg = receive(conn)
                 except (EOFError, OSError):
                     raise ModelCrashed(self._death()) from None
-                kind = msg[0]
+                kind = msg["t"]
                 if kind == "results":
-                    for row in msg[1]:
-                        yield SequenceResult(*row)
+                    yield from checker.rows(msg)
                 elif kind == "register":
-                    conn.send(("names", self.register(msg[1])))
+                    self._answer_register(conn, msg, checker)
                 elif kind == "done":
                     finished = True
                     return
+                else:
+                    raise InvalidMessage(f"unexpected {kind[:40]!r} in a batch")
+        except InvalidMessage:
+            finished = True
+            self.kill()
+            raise
         finally:
             if not finished and self.alive():
-                self._cancel(conn)
+                self._cancel(conn, checker)
 
-    def _cancel(self, conn: Connection) -> None:
+    def _answer_register(self, conn: Connection, msg: dict[str, object],
+                         checker: RowChecker) -> None:  # fmt: skip
+        if self.names is not None:
+            raise InvalidMessage("register after the outputs were known")
+        self.names = self.register(names_of(msg))
+        checker.names = frozenset(self.names)
+        send(conn, {"t": "names", "names": self.names})
+
+    def _cancel(self, conn: Connection, checker: RowChecker) -> None:
         try:
-            conn.send(("cancel",))
+            send(conn, {"t": "cancel"})
             while True:
-                msg = conn.recv()
-                if msg[0] == "register":
-                    conn.send(("names", self.register(msg[1])))
-                elif msg[0] == "done":
+                msg = receive(conn)
+                if msg["t"] == "register":
+                    self._answer_register(conn, msg, checker)
+                elif msg["t"] == "done":
                     return
+        except InvalidMessage:
+            self.kill()
         except (EOFError, OSError):
             return
 
@@ -182,7 +246,8 @@ class ModelProcess:
         assert proc is not None
         limit = self.limit_bytes
         while proc.poll() is None:
-            if limit is not None and rss_bytes(proc.pid) > limit:
+            pid = self._sandbox_pid or proc.pid
+            if limit is not None and rss_bytes(pid) > limit:
                 self._over_limit = True
                 proc.send_signal(signal.SIGKILL)
                 return

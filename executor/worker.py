@@ -14,9 +14,11 @@ import contextlib
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ancho.errors import AnchoError, ModelError
@@ -27,10 +29,10 @@ from ancho.store import Store, open_store
 
 from . import runlog as runlogs
 from .config import ExecutorConfig
-from .model_child import LoadRequest
+from .memory import rss_bytes
 from .model_process import ModelCrashed, ModelProcess
+from .protocol import InvalidMessage, LoadRequest
 from .runlog import RunLog
-from .sandbox import rss_bytes
 from .status import StatusReporter
 
 log = logging.getLogger("ancho.executor")
@@ -147,8 +149,9 @@ class BatchWorker:
             model = run.spec["model"]
             model_dir = materialize(model["source"], self.config.cache_dir / "models", store)
             env_dir = None
-            if model.get("requirements"):
-                env_dir = install(model_dir / model["requirements"], self.config.cache_dir)
+            if requirements := requirements_file(model, model_dir):
+                env_dir = install(requirements, self.config.cache_dir)
+            config = self.config
             self._request = LoadRequest(
                 model_dir=str(model_dir),
                 entrypoint=model["entrypoint"],
@@ -157,12 +160,18 @@ class BatchWorker:
                 seed=run.seed,
                 outputs=run.outputs,
                 requirements_dir=str(env_dir) if env_dir else None,
-                network=self.config.model_network,
+                network=config.model_network,
+                scratch_dir=str(_scratch_dir()),
+                allow_weaker=config.sandbox_allow_weaker,
+                max_processes=config.sandbox_max_processes,
+                max_open_files=config.sandbox_max_open_files,
+                max_file_mb=config.sandbox_max_file_mb,
             )
         if self._model is None or not self._model.alive():
             if self._model is not None:
                 self._model.close()
                 self._model = None
+            Path(self._request.scratch_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
             run_id = self.config.run_id
             process = ModelProcess(self._request, self._model_limit_mb(),
                                    lambda names: store.register_outputs(run_id, names),
@@ -211,6 +220,13 @@ class BatchWorker:
                             results.close()
                             self.reporter.send(tid, "TASK_KILLED", dict(progress), message="killed")
                             return
+            except InvalidMessage as exc:
+                # A model that breaks the protocol does so on every attempt: no retry.
+                self._flush(store, buf, progress)
+                log.error("batch %s: %s", tid, exc)
+                data = {**progress, "fatal": True, "error": str(exc)}
+                self.reporter.send(tid, "TASK_FAILED", data, message=str(exc))
+                return
             except ModelCrashed as exc:
                 # What arrived is kept; the batch is retried from there in a new process.
                 self._flush(store, buf, progress)
@@ -237,6 +253,26 @@ class BatchWorker:
         progress["ok"] += ok
         progress["failed"] += len(buf) - ok
         progress["next"] = buf[-1].sequence + 1
+
+
+def requirements_file(model: dict[str, Any], model_dir: Path) -> Path | None:
+    """The model's requirements: as the spec names them, else the folder's
+    ``requirements.txt`` when it has one (``"requirements": null`` turns that off)."""
+    if "requirements" in model:
+        name = model["requirements"]
+        return model_dir / name if name else None
+    default = model_dir / "requirements.txt"
+    return default if default.is_file() else None
+
+
+def _scratch_dir() -> Path:
+    """The model's own folder, in this executor's sandbox (or a private temporary one).
+
+    It outlives a model process that dies: the next one in this executor finds it.
+    """
+    sandbox = os.environ.get("MESOS_SANDBOX")
+    base = Path(sandbox) if sandbox else Path(tempfile.mkdtemp(prefix="ancho-model-"))
+    return base / "scratch"
 
 
 def _describe(exc: BaseException) -> str:

@@ -53,3 +53,14 @@ def listener() -> Iterator[int]:
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.listen(16)
         yield server.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def executor_image() -> str:
+    """Start the engine and build the images (both idempotent; rebuilds reuse layers)."""
+    for script in ("scripts/docker_engine.sh", "docker/build-images.sh"):
+        proc = subprocess.run(["bash", str(REPO / script)], cwd=REPO, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            pytest.fail(f"{script} failed:\n{proc.stderr[-3000:]}", pytrace=False)
+    return "ancho/executor:latest"

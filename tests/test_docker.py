@@ -14,20 +14,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e import ANCHO, EXAMPLES, MODELS, REPO, ancho, probe_sandbox, run_id_of, write_spec
+from e2e import ANCHO, EXAMPLES, MODELS, ancho, probe_sandbox, run_id_of, write_spec
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def executor_image() -> str:
-    """Start the engine and build the images (both idempotent; rebuilds reuse layers)."""
-    for script in ("scripts/docker_engine.sh", "docker/build-images.sh"):
-        proc = subprocess.run(["bash", str(REPO / script)], cwd=REPO, capture_output=True,
-                              text=True, check=False)  # fmt: skip
-        if proc.returncode != 0:
-            pytest.fail(f"{script} failed:\n{proc.stderr[-3000:]}", pytrace=False)
-    return "ancho/executor:latest"
 
 
 @pytest.fixture

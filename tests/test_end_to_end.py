@@ -104,14 +104,17 @@ def test_same_seed_same_outputs_whatever_executors_and_batches(tmp_path: Path) -
 def test_lost_executor_batch_is_retried_and_outputs_are_unchanged(tmp_path: Path) -> None:
     spec = {
         "model": {"source": str(MODELS / "crashy"), "entrypoint": "model:simulate"},
-        "parameters": {"marker": str(tmp_path / "crashed"), "crash_after": 300},
+        # Relative: the model's scratch folder, the one place its sandbox lets it write,
+        # which outlives its process within the executor.
+        "parameters": {"marker": "crashed", "crash_after": 300},
         "sequences": 2000,
         "seed": 5,
     }
     crashed = ancho("run", str(write_spec(tmp_path, spec)), "--executors", "1", "--json",
                     cwd=tmp_path, env={"ANCHO_BATCH_SIZE": "500"})  # fmt: skip
     assert crashed.code == 0, crashed.stderr
-    assert (tmp_path / "crashed").exists()  # the executor really died once
+    # The model's process really died once.
+    assert [p.name for p in (tmp_path / ".ancho").rglob("scratch/crashed")] == ["crashed"]
     rid = run_id_of(crashed)
     rows = ancho("results", rid, cwd=tmp_path).jsonl()
     assert [r["sequence"] for r in rows] == list(range(2000))

@@ -1,26 +1,23 @@
-"""Confinement of model code, applied by the model's own process before it imports the model.
+"""A seccomp filter for user code: classic BPF built by hand, no library needed.
 
-An executor needs the network (the agent, the store, model sources, pip); model code by
-default must not have it. So model code runs in a child process of the executor (see
-:mod:`executor.model_process`) that calls :func:`confine` first:
+The filter (installed by :func:`install`, for x86-64 and arm64) makes:
 
-* ``PR_SET_NO_NEW_PRIVS``: nothing it executes can gain privileges (set-uid binaries,
-  file capabilities); required for an unprivileged seccomp filter.
-* a seccomp filter (classic BPF, no library needed) that makes ``socket(2)`` fail with
-  ``EACCES``: no TCP, UDP, raw, netlink or Unix socket can be created, so no listener on
-  loopback or anywhere else is reachable. The ``socketpair`` it talks to the executor
-  over was made before and is inherited. ``ptrace``, ``process_vm_readv``/``writev``,
-  ``pidfd_getfd`` and ``io_uring_setup`` fail with ``EPERM``, so the child cannot reach
-  into the executor (which holds the store's connection) or submit socket operations
-  around the filter. Syscalls of a foreign ABI (i386 or x32 on x86-64) are refused too.
+* ``socket(2)`` fail with ``EACCES`` (unless sockets are allowed, as pip needs them):
+  no TCP, UDP, raw, netlink or Unix socket, so nothing on loopback or anywhere else is
+  reachable. A socketpair made before and inherited still works;
+* ``ptrace``, ``process_vm_readv``/``writev`` and ``pidfd_getfd`` fail with ``EPERM``:
+  no reaching into another process' memory or descriptors;
+* the syscalls that widen what a process can do, or attack the kernel, fail with
+  ``EPERM``: new namespaces (``unshare``, ``setns``, ``clone`` with a ``CLONE_NEW*``
+  flag), mounts of every kind, ``open_by_handle_at`` (which opens files without a
+  path, around Landlock), keyrings, ``bpf``, ``userfaultfd``, ``perf_event_open``,
+  ``io_uring_setup`` (socket operations around this filter) and kernel modules;
+* ``clone3`` fail with ``ENOSYS``: its flags live in memory a filter cannot read, and
+  the C library falls back to ``clone`` when it is missing;
+* syscalls of a foreign ABI (i386 or x32 on x86-64) fail with ``EPERM``.
 
-The executor itself calls :func:`protect_executor`: a non-dumpable process cannot be
-ptraced nor have its ``/proc/PID/mem`` or ``environ`` read by a process of the same user.
-
-With ``executor.network: "host"`` in the spec the seccomp filter is not installed (the
-explicit opt-out); the rest still applies. The filter is built for x86-64 and arm64;
-elsewhere :func:`confine` raises :class:`SandboxUnavailable` and the run fails rather
-than run model code with the network.
+Everything else is allowed. The filter is inherited by every process the confined one
+starts and can never be removed.
 """
 
 from __future__ import annotations
@@ -30,65 +27,76 @@ import errno
 import os
 import platform
 import struct
-from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
-PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_MODE_FILTER = 2
 
 # Classic BPF opcodes used by seccomp filters (linux/filter.h, linux/seccomp.h).
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_JSET_K = 0x45  # BPF_JMP | BPF_JSET | BPF_K
 _RET_K = 0x06  # BPF_RET | BPF_K
 _RET_ALLOW = 0x7FFF0000
 _RET_ERRNO = 0x00050000
 _OFFSET_NR = 0  # struct seccomp_data: int nr; __u32 arch; __u64 ip; __u64 args[6]
 _OFFSET_ARCH = 4
+_OFFSET_ARG0_LOW = 16  # little-endian: the low 32 bits of args[0]
+
+#: CLONE_NEWTIME | NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+CLONE_NEW_FLAGS = 0x80 | 0x20000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 \
+    | 0x20000000 | 0x40000000  # fmt: skip
 
 
-class SandboxUnavailable(Exception):
-    """The kernel or architecture cannot confine model code as asked."""
+class SeccompUnavailable(Exception):
+    """The kernel or architecture cannot take the filter."""
 
 
-# (AUDIT_ARCH value, syscall numbers, first number of a foreign ABI sharing the arch or 0).
-_ARCHES: dict[str, tuple[int, dict[str, int], int]] = {
-    "x86_64": (
-        0xC000003E,
-        {
-            "socket": 41,
-            "ptrace": 101,
-            "process_vm_readv": 310,
-            "process_vm_writev": 311,
-            "io_uring_setup": 425,
-            "pidfd_getfd": 438,
-        },
-        0x40000000,  # x32 syscalls are nr | 0x40000000
-    ),
-    "aarch64": (
-        0xC00000B7,
-        {
-            "socket": 198,
-            "ptrace": 117,
-            "process_vm_readv": 270,
-            "process_vm_writev": 271,
-            "io_uring_setup": 425,
-            "pidfd_getfd": 438,
-        },
-        0,
-    ),
+# Syscall numbers of (x86-64, arm64); io_uring and the new mount API share numbers.
+_NUMBERS: dict[str, tuple[int, int]] = {
+    "ptrace": (101, 117),
+    "process_vm_readv": (310, 270),
+    "process_vm_writev": (311, 271),
+    "pidfd_getfd": (438, 438),
+    "io_uring_setup": (425, 425),
+    "unshare": (272, 97),
+    "setns": (308, 268),
+    "mount": (165, 40),
+    "umount2": (166, 39),
+    "pivot_root": (155, 41),
+    "open_tree": (428, 428),
+    "move_mount": (429, 429),
+    "fsopen": (430, 430),
+    "fsconfig": (431, 431),
+    "fsmount": (432, 432),
+    "fspick": (433, 433),
+    "mount_setattr": (442, 442),
+    "name_to_handle_at": (303, 264),
+    "open_by_handle_at": (304, 265),
+    "keyctl": (250, 219),
+    "add_key": (248, 217),
+    "request_key": (249, 218),
+    "bpf": (321, 280),
+    "userfaultfd": (323, 282),
+    "perf_event_open": (298, 241),
+    "kexec_load": (246, 104),
+    "init_module": (175, 105),
+    "finit_module": (313, 273),
+    "delete_module": (176, 106),
 }
+_SOCKET = (41, 198)
+_CLONE = (56, 220)
+_CLONE3 = (435, 435)
+# (AUDIT_ARCH value, index into the number pairs, first number of a foreign ABI or 0).
+_ARCHES = {"x86_64": (0xC000003E, 0, 0x40000000), "aarch64": (0xC00000B7, 1, 0)}
 
 
-def _filter(machine: str) -> bytes:
+def build_filter(machine: str, deny_sockets: bool = True) -> bytes:
     """The seccomp program for ``machine`` as packed ``struct sock_filter`` entries."""
     try:
-        arch, numbers, foreign = _ARCHES[machine]
+        arch, col, foreign = _ARCHES[machine]
     except KeyError:
-        raise SandboxUnavailable(f"no seccomp filter for architecture {machine}") from None
-    deny_eacces, deny_eperm = "eacces", "eperm"
+        raise SeccompUnavailable(f"no seccomp filter for architecture {machine}") from None
     # Entries are (code, jump-if-true label, jump-if-false label, k); labels resolve below.
     prog: list[tuple[int, str | int, str | int, int]] = [
         (_LD_W_ABS, 0, 0, _OFFSET_ARCH),
@@ -97,13 +105,22 @@ def _filter(machine: str) -> bytes:
         (_LD_W_ABS, 0, 0, _OFFSET_NR),
     ]
     if foreign:
-        prog.append((_JGE_K, deny_eperm, 0, foreign))
-    for name, nr in numbers.items():
-        prog.append((_JEQ_K, deny_eacces if name == "socket" else deny_eperm, 0, nr))
+        prog.append((_JGE_K, "eperm", 0, foreign))
+    if deny_sockets:
+        prog.append((_JEQ_K, "eacces", 0, _SOCKET[col]))
+    for numbers in _NUMBERS.values():
+        prog.append((_JEQ_K, "eperm", 0, numbers[col]))
+    prog.append((_JEQ_K, "enosys", 0, _CLONE3[col]))
+    prog.append((_JEQ_K, "clone", 0, _CLONE[col]))
     prog.append((_RET_K, 0, 0, _RET_ALLOW))
-    labels = {deny_eacces: len(prog), deny_eperm: len(prog) + 1}
-    prog.append((_RET_K, 0, 0, _RET_ERRNO | errno.EACCES))
-    prog.append((_RET_K, 0, 0, _RET_ERRNO | errno.EPERM))
+    labels = {"clone": len(prog)}
+    prog.append((_LD_W_ABS, 0, 0, _OFFSET_ARG0_LOW))  # clone's flags are its first argument
+    prog.append((_JSET_K, "eperm", 0, CLONE_NEW_FLAGS))
+    prog.append((_RET_K, 0, 0, _RET_ALLOW))
+    for label, err in (("eacces", errno.EACCES), ("eperm", errno.EPERM),
+                       ("enosys", errno.ENOSYS)):  # fmt: skip
+        labels[label] = len(prog)
+        prog.append((_RET_K, 0, 0, _RET_ERRNO | err))
 
     def offset(index: int, target: str | int) -> int:
         return labels[target] - index - 1 if isinstance(target, str) else target
@@ -118,21 +135,9 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def _prctl(option: int, arg: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                           ctypes.c_ulong]  # fmt: skip
-    if libc.prctl(option, arg, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise SandboxUnavailable(f"prctl({option}) failed: {os.strerror(err)}")
-
-
-def confine(network: bool) -> None:
-    """Confine this process for running model code (see the module docstring)."""
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    if network:
-        return
-    program = _filter(platform.machine())
+def install(deny_sockets: bool = True) -> None:
+    """Install the filter on this process (``PR_SET_NO_NEW_PRIVS`` must be set first)."""
+    program = build_filter(platform.machine(), deny_sockets)
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
     libc = ctypes.CDLL(None, use_errno=True)
@@ -140,43 +145,4 @@ def confine(network: bool) -> None:
                            ctypes.c_ulong]  # fmt: skip
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         err = ctypes.get_errno()
-        raise SandboxUnavailable(f"installing the seccomp filter failed: {os.strerror(err)}")
-
-
-def die_with_parent() -> None:
-    """Get SIGKILL when the executor dies, even in the middle of a long sequence."""
-    _prctl(PR_SET_PDEATHSIG, 9)
-
-
-def protect_executor() -> None:
-    """Make the executor non-dumpable: model code cannot ptrace it or read its memory."""
-    _prctl(PR_SET_DUMPABLE, 0)
-
-
-# --- memory ----------------------------------------------------------------------
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def cgroup_oom_kills() -> int:
-    """How many processes the kernel's OOM killer has killed in this cgroup (-1: unknown).
-
-    cgroup v2 counts them in ``memory.events``; v1 in ``memory.oom_control``.
-    """
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        try:
-            for line in Path(path).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            continue
-    return -1
+        raise SeccompUnavailable(f"installing the seccomp filter failed: {os.strerror(err)}")

@@ -1,6 +1,7 @@
 """A model that kills its executor process once (the first time it sees ``crash_at``).
 
-A marker file makes the crash happen once per test, so the re-launched batch succeeds:
+A marker file (in the model's scratch folder, which outlives its process within the
+executor) makes the crash happen once per test, so the re-launched batch succeeds:
 this exercises the scheduler's retry of a lost executor's unfinished batch.
 """
 

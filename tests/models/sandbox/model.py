@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 from pathlib import Path
@@ -19,11 +20,18 @@ def _writes(path: Path) -> bool:
     return True
 
 
-def _status(field: str) -> str:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return line.split(":", 1)[1].strip()
-    return ""
+def _no_new_privs() -> int:
+    """PR_GET_NO_NEW_PRIVS (the sandbox denies /proc, even /proc/self)."""
+    return int(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))
+
+
+def _cap_eff() -> int:
+    """The effective capabilities, from capget(2)."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
+    if ctypes.CDLL(None).capget(header, data) != 0:
+        return -1
+    return int(data[0]) | int(data[3]) << 32
 
 
 def simulate(params: dict[str, Any], rng: np.random.Generator) -> dict[str, int | bool | float]:
@@ -39,8 +47,8 @@ def simulate(params: dict[str, Any], rng: np.random.Generator) -> dict[str, int 
         "writes_cwd": _writes(Path.cwd() / "probe.txt"),
         "writes_root": _writes(Path("/probe.txt")),
         "writes_usr": _writes(Path("/usr/probe.txt")),
-        "cap_eff": int(_status("CapEff") or "-1", 16),
-        "no_new_privs": int(_status("NoNewPrivs") or "-1"),
+        "cap_eff": _cap_eff(),
+        "no_new_privs": _no_new_privs(),
         "sees_store": "ANCHO_STORE" in os.environ,
         "x": float(rng.random()),
     }
