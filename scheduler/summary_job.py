@@ -6,12 +6,20 @@ on its first job) overlaps the run. The worker lives in its own session at the l
 priority: Linux schedules sessions (autogroups) fairly against each other, so only a
 separate session with a low autogroup priority keeps Spark's start from taking cores
 away from the executors.
+
+The worker serves every user's runs, so it runs only Ancho's code: the built-in
+statistics. A model's custom ``summarize`` runs in a fresh, confined process of its own
+for each run (:mod:`ancho.custom_summary`), which reads a Parquet export of the run's ok
+sequences made here and holds no store credential; the model's requirements are
+installed by a confined pip (:mod:`ancho.requirements`) and never imported here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,9 +28,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from ancho.model import materialize, resolve
+from ancho.errors import AnchoError
+from ancho.model import materialize
 from ancho.parquet import write_results_parquet
-from ancho.requirements import activate, install
+from ancho.requirements import install
 from ancho.store import Store, open_store
 
 from .framework import SummaryOutcome
@@ -31,10 +40,21 @@ log = logging.getLogger("ancho.scheduler")
 
 
 def summarize_run(
-    store: Store, run_id: str, spark: Any, work_dir: Path | None, cache_dir: Path
+    store: Store,
+    run_id: str,
+    spark: Any,
+    work_dir: Path | None,
+    cache_dir: Path,
+    master: str = "local[*]",
 ) -> SummaryOutcome:
-    """Compute and store one run's summary with a Spark session; return final counts."""
+    """Compute and store one run's summary with a Spark session; return final counts.
+
+    A custom summary that cannot run (its model or requirements fail to load, its process
+    dies, times out or sends something invalid) still leaves the built-in summary stored,
+    with ``custom`` = ``{"error": reason}``, and the outcome carries the reason.
+    """
     from ancho.cassandra_spark import results_frame
+    from ancho.custom_summary import CustomSummaryFailed, scratch_folder
     from ancho.store.cassandra import CassandraStore
     from ancho.summary import SummaryError, compute_summary
 
@@ -43,33 +63,75 @@ def summarize_run(
     counts = store.count_results(run_id)
     t_count = time.perf_counter()
     outputs = list(run.outputs or [])
-    model = run.spec["model"]
     params = dict(run.spec.get("parameters", {}))
-    custom = None
-    if model.get("summary"):
-        model_dir = materialize(model["source"], cache_dir / "models", store)
-        if model.get("requirements"):
-            activate(install(model_dir / model["requirements"], cache_dir))
-        custom = _fresh_import(model_dir, model["summary"])
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-") as tmp:
+    custom = bool(run.spec["model"].get("summary"))
+    with contextlib.ExitStack() as stack:
+        tmp = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-"))
+        )
+        # The custom summary's own process gets the export in a folder of its own.
+        scratch = stack.enter_context(scratch_folder()) if custom else None
         source: Any
+        exported: Path | None = None
         if isinstance(store, CassandraStore):
-            # Spark reads Cassandra itself, as the run owner's role.
+            # Spark reads Cassandra itself, as the run's role.
             source = results_frame(spark, store, run_id)
         else:
-            source = Path(tmp) / "results.parquet"
+            source = exported = (scratch / "input" if scratch else tmp) / "results.parquet"
             store.export_ok_parquet(run_id, str(source))
         t_export = time.perf_counter()
         try:
-            summary = compute_summary(spark, source, outputs, params=params, custom=custom)
+            summary = compute_summary(spark, source, outputs, params=params)
         except SummaryError as exc:
             return SummaryOutcome(counts.ok, counts.failed, exc.format_message())
+        t_stats = time.perf_counter()
+        error = None
+        if scratch is not None:
+            try:
+                summary["custom"] = _custom(store, run, source, exported, scratch, cache_dir,
+                                            master)  # fmt: skip
+            except (AnchoError, CustomSummaryFailed) as exc:
+                error = exc.format_message() if isinstance(exc, AnchoError) else str(exc)
+                summary["custom"] = {"error": error}
     store.put_summary(run_id, summary)
     log.info(
-        "summary of run %s: count %.2f s, export %.2f s, spark %.2f s",
-        run_id, t_count - t0, t_export - t_count, time.perf_counter() - t_export,
+        "summary of run %s: count %.2f s, export %.2f s, spark %.2f s, custom %.2f s",
+        run_id, t_count - t0, t_export - t_count, t_stats - t_export,
+        time.perf_counter() - t_stats,
     )  # fmt: skip
-    return SummaryOutcome(counts.ok, counts.failed)
+    return SummaryOutcome(counts.ok, counts.failed, error)
+
+
+def _custom(store: Store, run: Any, source: Any, exported: Path | None, scratch: Path,
+            cache_dir: Path, master: str) -> dict[str, Any]:  # fmt: skip
+    """The run's custom summary, from a process of its own (see the module docstring)."""
+    from pyspark.sql import functions as F
+
+    from ancho.custom_summary import CustomRequest, CustomSummaryFailed, run_custom_summary
+
+    model = run.spec["model"]
+    model_dir = materialize(model["source"], cache_dir / "models", store)
+    env_dir = None
+    if model.get("requirements"):
+        env_dir = install(model_dir / model["requirements"], cache_dir)
+    if exported is None:  # a DataFrame read from Cassandra: the process gets a file
+        exported = scratch / "input" / "results.parquet"
+        try:
+            source.filter(F.col("status") == "ok").write.parquet(str(exported))
+        except Exception as exc:  # Spark's and the connector's errors have no common base
+            raise CustomSummaryFailed(
+                f"custom summary: exporting the results failed: {exc}"
+            ) from exc
+    request = CustomRequest(
+        model_dir=str(model_dir.resolve()),
+        entrypoint=model["summary"],
+        requirements_dir=str(env_dir) if env_dir else None,
+        params=dict(run.spec.get("parameters", {})),
+        outputs=list(run.outputs or []),
+        parquet=str(exported),
+        master=master,
+    )
+    return run_custom_summary(request, scratch)
 
 
 def rehearse(spark: Any, work_dir: Path | None) -> None:
@@ -83,14 +145,6 @@ def rehearse(spark: Any, work_dir: Path | None) -> None:
         path = Path(tmp) / "warmup.parquet"
         write_results_parquet(rows, path, ok_only=True)
         compute_summary(spark, path, ["x", "k", "b"])
-
-
-def _fresh_import(model_dir: Path, entrypoint: str) -> Any:
-    """Import the model's ``summarize`` afresh (another run may use the same module name)."""
-    module = entrypoint.partition(":")[0].split(".")[0]
-    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
-        del sys.modules[name]
-    return resolve(model_dir, entrypoint)
 
 
 class SummaryJob:
@@ -126,6 +180,9 @@ class SummaryJob:
                "--cache-dir", str(self.cache_dir)]  # fmt: skip
         if self.work_dir is not None:
             cmd += ["--work-dir", str(self.work_dir)]
+        # Store URLs come per request on stdin; ANCHO_STORE (the server's, an admin's
+        # password with Cassandra) is not the worker's to inherit.
+        env = {k: v for k, v in os.environ.items() if k != "ANCHO_STORE"}
         self._proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -133,17 +190,21 @@ class SummaryJob:
             stderr=self._log,
             text=True,
             start_new_session=True,
+            env=env,
         )
         return self._proc
 
-    def __call__(self, run_id: str) -> SummaryOutcome:
+    def __call__(self, run_id: str, store_url: str | None = None) -> SummaryOutcome:
         with self._lock:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
             try:
-                # A server's store routes runs to their owner's store: the worker gets that.
-                url_for_run = getattr(self.store, "url_for_run", None)
-                url = url_for_run(run_id) if url_for_run else self.store.url
+                # The scheduler passes the URL with the run's own short-lived role; else a
+                # server's store routes runs to their owner's store: the worker gets that.
+                url = store_url
+                if url is None:
+                    url_for_run = getattr(self.store, "url_for_run", None)
+                    url = url_for_run(run_id) if url_for_run else self.store.url
                 proc.stdin.write(json.dumps({"run_id": run_id, "store": url}) + "\n")
                 proc.stdin.flush()
                 line = proc.stdout.readline()
@@ -183,8 +244,14 @@ class SummaryJob:
                 self._log = None
 
 
-def open_worker_store(url: str, cache: dict[str, Store]) -> Store:
-    """The worker's store for a URL (opened once per URL)."""
-    if url not in cache:
-        cache[url] = open_store(url)
-    return cache[url]
+def open_worker_store(url: str, cache: dict[str, Store], keep: int = 4) -> Store:
+    """The worker's store for a URL, kept open for the next requests on the same URL.
+
+    Only the ``keep`` most recently used stay open (a run's own role makes a URL that
+    serves one run only); the others are closed.
+    """
+    store = cache.pop(url, None) or open_store(url)
+    cache[url] = store  # the most recent last
+    while len(cache) > keep:
+        cache.pop(next(iter(cache))).close()
+    return store
