@@ -39,21 +39,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .sandbox.process import (
+    CAP_DAC_READ_SEARCH,
+    CAPABILITY_VERSION_3,
+    CLONE_NEWUSER,
+    PR_CAP_AMBIENT,
+)
+
 #: The launcher's exit status when the sandbox cannot be set up (sysexits' EX_OSERR).
 EXIT_SANDBOX_UNAVAILABLE = 71
 ALLOW_WEAKER = "ANCHO_SANDBOX_ALLOW_WEAKER"
 UNAVAILABLE_PREFIX = "ancho sandbox: unavailable: "
 WEAKER_PREFIX = "ancho sandbox: weaker: "
 
-_CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
-_PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_RAISE = 2
-_CAP_DAC_READ_SEARCH = 2
-_CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -97,7 +100,7 @@ def private_network() -> None:
         _unshare(_CLONE_NEWNET)
     else:  # a user namespace of our own first, which owns the network namespace
         uid, gid = os.getuid(), os.getgid()
-        _unshare(_CLONE_NEWUSER | _CLONE_NEWNET)
+        _unshare(CLONE_NEWUSER | _CLONE_NEWNET)
         try:
             Path("/proc/self/setgroups").write_text("deny")
             Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
@@ -116,12 +119,12 @@ def keep_read_search_across_exec() -> None:
     Raising the capability into the inheritable and ambient sets needs no privilege
     beyond holding it in the permitted set.
     """
-    header = struct.pack("Ii", _CAPABILITY_VERSION_3, 0)
+    header = struct.pack("Ii", CAPABILITY_VERSION_3, 0)
     data = ctypes.create_string_buffer(24)
     if _libc.capget(header, data) != 0:
         return
     effective, permitted, inheritable, *high = struct.unpack("6I", data.raw)
-    bit = 1 << _CAP_DAC_READ_SEARCH
+    bit = 1 << CAP_DAC_READ_SEARCH
     if not permitted & bit:
         return  # an unprivileged sandbox: nothing to keep
     raised = struct.pack("6I", effective, permitted, inheritable | bit, *high)
@@ -129,7 +132,7 @@ def keep_read_search_across_exec() -> None:
                             ctypes.c_ulong]  # fmt: skip
     # Best effort: without it the program still runs where its files are world-readable.
     if _libc.capset(header, raised) == 0:
-        _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0)
+        _libc.prctl(PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0)
 
 
 def main() -> None:

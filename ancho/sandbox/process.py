@@ -39,7 +39,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CAP_DAC_READ_SEARCH = 2
-_CAPABILITY_VERSION_3 = 0x20080522
+CAPABILITY_VERSION_3 = 0x20080522
 
 SANDBOX_UID_BASE = 200_000
 SANDBOX_UID_SPAN = 60_000
@@ -76,7 +76,7 @@ def not_dumpable() -> None:
 
 def _capset(keep: int) -> None:
     """Set permitted and effective capabilities to the ``keep`` mask (inheritable: none)."""
-    header = struct.pack("Ii", _CAPABILITY_VERSION_3, 0)
+    header = struct.pack("Ii", CAPABILITY_VERSION_3, 0)
     low, high = keep & 0xFFFFFFFF, keep >> 32
     data = struct.pack("6I", low, low, 0, high, high, 0)
     if _libc.capset(header, data) != 0:
