@@ -46,8 +46,10 @@ def resolve(model_dir: Path, entrypoint: str) -> Callable[..., Any]:
     """Import ``module:function`` from ``model_dir``."""
     module_name, _, func_name = entrypoint.partition(":")
     root = str(model_dir.resolve())
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    _forget_other(module_name.partition(".")[0], root)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
@@ -59,6 +61,22 @@ def resolve(model_dir: Path, entrypoint: str) -> Callable[..., Any]:
     if not callable(func):
         raise ModelError(f"model {entrypoint!r}: {module_name} has no function {func_name}")
     return func  # type: ignore[no-any-return]
+
+
+def _forget_other(package: str, root: str) -> None:
+    """Drop an imported ``package`` (and its submodules) that came from outside ``root``.
+
+    Two models are often both ``model.py``: in one process (a notebook, a test session)
+    the second must not silently get the first from ``sys.modules``.
+    """
+    loaded = sys.modules.get(package)
+    if loaded is None:
+        return
+    origin = getattr(loaded, "__file__", None)
+    if origin is not None and Path(origin).resolve().is_relative_to(root):
+        return
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        del sys.modules[name]
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -187,10 +186,7 @@ def test_a_normal_custom_summary_gives_what_it_gave_in_process(tmp_path: Path) -
         confined = run_custom_summary(
             _request(scratch, EXAMPLES / "option", "model:summarize"), scratch
         )
-        # The summary worker's way before: the model imported in its own process (afresh:
-        # an earlier test in this process may have imported another module named model).
-        for name in [m for m in sys.modules if m == "model" or m.startswith("model.")]:
-            del sys.modules[name]
+        # The summary worker's way before: the model imported in its own process.
         try:
             spark = spark_session("local[2]")
             before = compute_summary(

@@ -204,6 +204,30 @@ def test_resolve_imports_the_function(tmp_path: Path) -> None:
     assert func({}, None) == {"x": 1}
 
 
+def test_two_models_with_one_module_name_each_get_their_own(tmp_path: Path) -> None:
+    mod = module_name()
+    write_model(tmp_path / "a", "def simulate(params, rng):\n    return {'x': 1}\n", mod)
+    write_model(tmp_path / "b", "def simulate(params, rng):\n    return {'x': 2}\n", mod)
+    assert resolve(tmp_path / "a", f"{mod}:simulate")({}, None) == {"x": 1}
+    assert resolve(tmp_path / "b", f"{mod}:simulate")({}, None) == {"x": 2}
+    # The same folder again reuses the imported module rather than importing it anew.
+    first = sys.modules[mod]
+    resolve(tmp_path / "b", f"{mod}:simulate")
+    assert sys.modules[mod] is first
+
+
+def test_a_package_from_another_folder_is_replaced_with_its_submodules(tmp_path: Path) -> None:
+    pkg = module_name()
+    for folder, value in (("a", 1), ("b", 2)):
+        (tmp_path / folder / pkg).mkdir(parents=True)
+        (tmp_path / folder / pkg / "__init__.py").write_text("", "utf-8")
+        (tmp_path / folder / pkg / "sim.py").write_text(
+            f"def simulate(params, rng):\n    return {{'x': {value}}}\n", "utf-8"
+        )
+    assert resolve(tmp_path / "a", f"{pkg}.sim:simulate")({}, None) == {"x": 1}
+    assert resolve(tmp_path / "b", f"{pkg}.sim:simulate")({}, None) == {"x": 2}
+
+
 def test_resolve_missing_module_is_a_clear_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as info:
         resolve(tmp_path, "no_such_module_xyz:simulate")

@@ -12,6 +12,7 @@ import logging
 import queue
 import select
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,6 +225,16 @@ class _Server(ThreadingHTTPServer):
         with self._conn_lock:
             self._connections[request] = thread
         thread.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-response (an executor killed, a driver stopping) is
+        # ordinary on a cluster: Mesos logs it and carries on, and so does this server,
+        # through logging rather than a traceback on stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("client %s went away: %s", client_address, error)
+        else:
+            logger.exception("error serving %s", client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._conn_lock:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import struct
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ancho.embedded import EmbeddedCluster
 
@@ -39,6 +44,22 @@ def _assert_no_new_offer(sched: Recorder, after: int, why: str) -> None:
 def test_version(cluster: EmbeddedCluster) -> None:
     with urllib.request.urlopen(f"http://{cluster.address}/version", timeout=5) as response:
         assert json.loads(response.read())["version"] == "1.11.0"
+
+
+def test_a_client_hanging_up_mid_request_is_no_traceback_and_serving_goes_on(
+    cluster: EmbeddedCluster, capfd: pytest.CaptureFixture[str]
+) -> None:
+    host, port = cluster.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        # Half a body, then a reset (SO_LINGER 0): the master's read fails mid-request.
+        head = b"POST /api/v1/scheduler HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+        sock.sendall(head + b'{"ty')
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.5)
+    with urllib.request.urlopen(f"http://{cluster.address}/version", timeout=5) as response:
+        assert response.status == 200
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
 
 
 def test_round_trip(cluster: EmbeddedCluster, start_framework: DriverFactory) -> None:
