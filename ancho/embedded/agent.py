@@ -59,6 +59,10 @@ class AgentConfig:
     heartbeat_interval_s: float
     status_update_retry_s: float
     executor_shutdown_grace_s: float
+    #: Mesos' --executor_registration_timeout (1 minute by default).
+    executor_registration_timeout_s: float = 60.0
+    #: How often the agent sends each subscribed executor a HEARTBEAT (30 minutes in Mesos).
+    executor_heartbeat_interval_s: float = 1800.0
 
 
 @dataclass(slots=True)
@@ -267,6 +271,7 @@ class Agent:
                 "ancho.mesos.executor": executor_id,
                 "ancho.mesos.container": container_id,
             },
+            user=framework_info.get("user") or None,
         )
         thread = threading.Thread(
             target=self._run_container,

@@ -62,6 +62,10 @@ class EmbeddedCluster:
         status_update_retry_s: float = 10.0,
         default_refuse_s: float = 5.0,
         executor_shutdown_grace_s: float = 5.0,
+        executor_registration_timeout_s: float = 60.0,
+        executor_heartbeat_interval_s: float = 1800.0,
+        offer_timeout_s: float | None = None,
+        credentials: dict[str, str] | None = None,
         containerizers: tuple[Containerizer, ...] | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
@@ -75,6 +79,10 @@ class EmbeddedCluster:
         self._status_update_retry_s = status_update_retry_s
         self._default_refuse_s = default_refuse_s
         self._grace_s = executor_shutdown_grace_s
+        self._registration_timeout_s = executor_registration_timeout_s
+        self._executor_heartbeat_s = executor_heartbeat_interval_s
+        self._offer_timeout_s = offer_timeout_s
+        self._credentials = dict(credentials) if credentials is not None else None
         self._containerizer = CompositeContainerizer(*(containerizers or (ProcessContainerizer(),)))
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -95,7 +103,14 @@ class EmbeddedCluster:
         server = HttpServer(self._host, self._port, routes)
         host, port = self._host, server.address[1]
         master = Master(
-            MasterConfig(host, port, self._heartbeat_interval_s, self._default_refuse_s),
+            MasterConfig(
+                host,
+                port,
+                self._heartbeat_interval_s,
+                self._default_refuse_s,
+                offer_timeout_s=self._offer_timeout_s,
+                credentials=self._credentials,
+            ),
             self._lock,
             self._wake,
         )
@@ -108,6 +123,8 @@ class EmbeddedCluster:
                 heartbeat_interval_s=self._heartbeat_interval_s,
                 status_update_retry_s=self._status_update_retry_s,
                 executor_shutdown_grace_s=self._grace_s,
+                executor_registration_timeout_s=self._registration_timeout_s,
+                executor_heartbeat_interval_s=self._executor_heartbeat_s,
             ),
             master,
             self._containerizer,

@@ -51,6 +51,7 @@ class ContainerSpec:
     cpus: float = 0.0  # executor + first task: what a container's limits are set from
     mem_mb: float = 0.0
     labels: dict[str, str] | None = None  # framework/executor ids, for `docker ps`
+    user: str | None = None  # FrameworkInfo.user: who owns the sandbox, as on a Mesos agent
 
 
 class Container(Protocol):

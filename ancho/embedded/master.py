@@ -63,6 +63,10 @@ class MasterConfig:
     port: int
     heartbeat_interval_s: float
     default_refuse_s: float
+    #: Mesos' --offer_timeout: offers are rescinded after it; None keeps them (the default).
+    offer_timeout_s: float | None = None
+    #: Mesos' --authenticate_frameworks with --credentials: principal -> secret.
+    credentials: dict[str, str] | None = None
 
 
 class Master:
