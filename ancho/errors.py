@@ -67,3 +67,13 @@ class NotFound(AnchoError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, [], 2, 404)
+
+
+class ClusterError(AnchoError):
+    """The development cluster (``ancho cluster``) could not be fetched, started or reached.
+
+    Not the user's input: exit code 1, HTTP 503.
+    """
+
+    def __init__(self, message: str, details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message, details or [], 1, 503)
