@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,7 @@ from kazoo.client import KazooClient
 from ancho.cluster.zookeeper import ZooKeeperNode, four_letter_word
 from ancho.errors import ClusterError
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from .conftest import free_port
 
 
 def _alive(pid: int) -> bool:
@@ -31,7 +26,7 @@ def _alive(pid: int) -> bool:
 def test_zookeeper_serves_on_loopback_keeps_data_across_a_kill_and_leaves_no_process(
     tmp_path: Path,
 ) -> None:
-    node = ZooKeeperNode(tmp_path / "zk", port=_free_port())
+    node = ZooKeeperNode(tmp_path / "zk", port=free_port())
     node.start()
     try:
         assert node.pid is not None and _alive(node.pid)
@@ -58,7 +53,7 @@ def test_zookeeper_serves_on_loopback_keeps_data_across_a_kill_and_leaves_no_pro
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
-    first = ZooKeeperNode(tmp_path / "a", port=_free_port())
+    first = ZooKeeperNode(tmp_path / "a", port=free_port())
     first.start()
     try:
         with pytest.raises(ClusterError, match=f"already answers ZooKeeper on {first.address}"):
