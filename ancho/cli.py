@@ -174,15 +174,23 @@ def submit(
               help="embedded, HOST:PORT or zk://HOSTS/mesos.")  # fmt: skip
 @store_option
 @click.option("--bind", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve.")
-def server(master: str, store_url: str | None, bind: str) -> None:
+@click.option("--principal", envvar="ANCHO_MESOS_PRINCIPAL", metavar="P",
+              help="Authenticate to Mesos as P (or ANCHO_MESOS_PRINCIPAL).")  # fmt: skip
+@click.option("--secret-file", envvar="ANCHO_MESOS_SECRET_FILE", metavar="F",
+              help="File holding P's Mesos secret (or ANCHO_MESOS_SECRET_FILE).")  # fmt: skip
+def server(
+    master: str, store_url: str | None, bind: str, principal: str | None, secret_file: str | None
+) -> None:
     """Run the scheduler and the REST API (until SIGTERM; runs carry on after a restart)."""
     from .extras import require
+    from .server.main import mesos_credential
 
+    credential = mesos_credential(principal, secret_file)
     require(("server", "spark"), "`ancho server`", "Spark (on Java 17) computes the summaries.")
     from .server.main import ServerOptions, serve
 
     logging.getLogger("ancho").setLevel(os.environ.get("ANCHO_LOG_LEVEL", "INFO").upper())
-    serve(ServerOptions(master=master, store_url=store_url, bind=bind))
+    serve(ServerOptions(master=master, store_url=store_url, bind=bind, credential=credential))
 
 
 @cli.command("list")

@@ -76,7 +76,12 @@ class SchedulerService:
         summarize: Any,
         config: SchedulerConfig | None = None,
         failover_timeout_s: float = 7 * 24 * 3600.0,
+        *,
+        principal: str | None = None,
+        secret: str | None = None,
     ) -> None:
+        """``principal``/``secret``: HTTP Basic credentials for a master that requires
+        framework authentication; the principal also goes into FrameworkInfo."""
         from pymesos import MesosSchedulerDriver  # late: pymesos installs a SIGINT handler
 
         self.store = store
@@ -88,11 +93,20 @@ class SchedulerService:
             "failover_timeout": failover_timeout_s,
             "checkpoint": True,
         }
+        if principal is not None:
+            framework_info["principal"] = principal
         known = store.get_meta(f"framework_id:{master}")
         if known:
             framework_info["id"] = {"value": known}
         self.master = master
-        self.driver = MesosSchedulerDriver(self.framework, framework_info, master, use_addict=False)
+        self.driver = MesosSchedulerDriver(
+            self.framework,
+            framework_info,
+            master,
+            use_addict=False,
+            principal=principal,
+            secret=secret,
+        )
         self.framework.driver = self.driver
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="ancho-tick", daemon=True)

@@ -33,6 +33,8 @@ class Offer:
     offer_id: str
     framework_id: str
     resources: Resources
+    #: When Mesos' --offer_timeout rescinds it (None: never).
+    expires: float | None = None
 
 
 class Allocator:
@@ -46,6 +48,7 @@ class Allocator:
         host: str,
         port: int,
         default_refuse_s: float,
+        offer_timeout_s: float | None = None,
     ) -> None:
         # The master's own dict: frameworks it adds or removes are seen here at once.
         self._frameworks = frameworks
@@ -53,6 +56,7 @@ class Allocator:
         self._host = host
         self._port = port
         self._default_refuse_s = default_refuse_s
+        self._offer_timeout_s = offer_timeout_s
         self._offers: dict[str, Offer] = {}
         self._next_offer = 0
 
@@ -131,6 +135,20 @@ class Allocator:
                 self._remove_offer(offer)
         framework.offers.clear()
 
+    def rescind_expired(self, now: float) -> bool:
+        """Rescind every offer older than the offer timeout; True if any was.
+
+        As Mesos' ``offerTimeout``: RESCIND to the framework, and the resources go back
+        to the pool without a filter, so the next allocation may offer them again.
+        """
+        expired = [o for o in self._offers.values() if o.expires is not None and o.expires <= now]
+        for offer in expired:
+            framework = self._frameworks.get(offer.framework_id)
+            if framework is not None:
+                framework.send(event("RESCIND", {"offer_id": {"value": offer.offer_id}}))
+            self._remove_offer(offer)
+        return bool(expired)
+
     def _remove_offer(self, offer: Offer) -> None:
         self._offers.pop(offer.offer_id, None)
         framework = self._frameworks.get(offer.framework_id)
@@ -157,7 +175,9 @@ class Allocator:
         framework = min(candidates, key=lambda c: (c[0], c[1]))[2]
         offer_id = f"{self._master_id}-O{self._next_offer}"
         self._next_offer += 1
-        self._offers[offer_id] = Offer(offer_id, framework.framework_id, available)
+        timeout = self._offer_timeout_s
+        expires = now + timeout if timeout is not None else None
+        self._offers[offer_id] = Offer(offer_id, framework.framework_id, available, expires)
         framework.offers.add(offer_id)
         offer_json = self._offer_json(agent, offer_id, framework.framework_id, available)
         framework.send(event("OFFERS", {"offers": [offer_json]}))

@@ -23,29 +23,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .allocator import Allocator
+from .auth import CHALLENGE, authenticate
 from .frameworks import MAX_COMPLETED_FRAMEWORKS, MAX_COMPLETED_TASKS, Framework, Task
 from .http import EventStream, Request, Response, StreamResponse
 from .protocol import (
+    APPLICATION_JSON,
+    APPLICATION_PROTOBUF,
     JSON,
     MESOS_VERSION,
     TERMINAL_STATES,
     CallError,
-    body_of,
+    accepts_media_type,
+    decode_json_call,
     event,
-    id_value,
-    parse_call,
     task_status,
 )
 from .reconciliation import reconcile_known, reconcile_unknown
 from .resources import Resources
 from .state import (
+    duration_flag,
     executor_info_json,
     framework_info_fields,
     resources_object,
     task_json,
     trim_status,
 )
-from .validation import check_task_shape, validate_task
+from .validation import parse_scheduler_call, validate_call, validate_task, validate_update
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -89,6 +92,7 @@ class Master:
             host=config.host,
             port=config.port,
             default_refuse_s=config.default_refuse_s,
+            offer_timeout_s=config.offer_timeout_s,
         )
 
     # ----------------------------------------------------------------- identity
@@ -116,26 +120,61 @@ class Master:
 
     # --------------------------------------------------------------------- HTTP
     def handle(self, request: Request) -> Response | StreamResponse:
-        """Route for ``/api/v1/scheduler``."""
+        """Route for ``/api/v1/scheduler``, with Mesos' checks in Mesos' order."""
+        credentials = self.config.credentials
+        principal: str | None = None
+        if credentials is not None:
+            # libprocess authenticates before the endpoint sees the request.
+            principal = authenticate(request.headers.get("Authorization"), credentials)
+            if principal is None:
+                return Response(401, headers={"WWW-Authenticate": CHALLENGE})
         try:
-            call = parse_call(request)
-            if call["type"] == "SUBSCRIBE":
-                return self._subscribe(call, request)
+            call = parse_scheduler_call(decode_json_call(request))
+            validate_call(call, principal)
+            kind = call["type"]
+            if kind in ("SUBSCRIBE", "RECONCILE_OPERATIONS"):
+                self._check_accept(request)
+            if kind == "SUBSCRIBE":
+                return self._subscribe(call, request, principal)
             with self.lock:
-                framework = self._caller(call, request)
-                handler = getattr(self, "_call_" + call["type"].lower(), None)
-                if handler is None:
-                    raise CallError(400, f"Unsupported call type {call['type']!r}")
-                handler(framework, call)
-            return Response(202)
+                framework = self._caller(call, request, principal)
+                if kind == "UNKNOWN":
+                    return Response(501)
+                handler = getattr(self, "_call_" + kind.lower())
+                answer: Response | None = handler(framework, call)
+            return answer if answer is not None else Response(202)
         except CallError as exc:
             return exc.response()
 
-    def _caller(self, call: JSON, request: Request) -> Framework:
-        framework_id = id_value(call, "framework_id")
-        framework = self._frameworks.get(framework_id or "")
+    @staticmethod
+    def _check_accept(request: Request) -> None:
+        # Mesos answers JSON or protobuf; the embedded cluster only JSON (RecordIO
+        # framing inside an application/json response, as Mesos 1.11 does).
+        accept = request.headers.get("Accept")
+        if accepts_media_type(accept, APPLICATION_JSON):
+            return
+        if accepts_media_type(accept, APPLICATION_PROTOBUF):
+            raise CallError(
+                406,
+                f"Expecting 'Accept' to allow '{APPLICATION_JSON}': the embedded cluster"
+                f" does not speak '{APPLICATION_PROTOBUF}'",
+            )
+        raise CallError(
+            406, f"Expecting 'Accept' to allow '{APPLICATION_PROTOBUF}' or '{APPLICATION_JSON}'"
+        )
+
+    def _caller(self, call: JSON, request: Request, principal: str | None) -> Framework:
+        framework_id = call["framework_id"]["value"]
+        framework = self._frameworks.get(framework_id)
         if framework is None:
-            raise CallError(403, "Framework cannot be found")
+            raise CallError(400, "Framework cannot be found")
+        own = framework.info.get("principal", "")
+        if principal is not None and principal != own:
+            raise CallError(
+                400,
+                f"Authenticated principal '{principal}' does not match principal"
+                f" '{own}' set in `FrameworkInfo`",
+            )
         if framework.stream is None:
             raise CallError(403, "Framework is not subscribed")
         stream_id = request.headers.get("Mesos-Stream-Id")
@@ -152,32 +191,23 @@ class Master:
         return framework
 
     # ---------------------------------------------------------------- SUBSCRIBE
-    def _subscribe(self, call: JSON, request: Request) -> StreamResponse:
+    def _subscribe(self, call: JSON, request: Request, principal: str | None) -> StreamResponse:
         if request.headers.get("Mesos-Stream-Id"):
             raise CallError(400, "Subscribe calls should not include the 'Mesos-Stream-Id' header")
-        subscribe = body_of(call, "subscribe")
-        info = subscribe.get("framework_info")
-        if not isinstance(info, dict):
-            raise CallError(400, "Expecting 'subscribe.framework_info' to be present")
-        if not isinstance(info.get("user"), str) or not isinstance(info.get("name"), str):
-            raise CallError(400, "FrameworkInfo requires 'user' and 'name'")
-        framework_id = id_value(call, "framework_id", required=False)
-        info_id = id_value(info, "id", required=False)
-        if info_id is not None and framework_id is None:
-            raise CallError(400, "'framework_id' must be set when 'framework_info.id' is set")
-        if info_id is not None and info_id != framework_id:
-            raise CallError(400, "'framework_id' differs from 'subscribe.framework_info.id'")
+        subscribe = call["subscribe"]
+        info = dict(subscribe["framework_info"])
+        if principal is not None and "principal" not in info:
+            # Mesos fills in the authenticated principal (with a warning in its log).
+            info["principal"] = principal
+        framework_id: str | None = info.get("id", {}).get("value") or None
         stream = EventStream(str(uuid.uuid4()), on_close=self._stream_closed)
-        response = StreamResponse(stream, headers={"Mesos-Stream-Id": stream.stream_id})
-        if "application/recordio" in (request.headers.get("Accept") or ""):
-            response.content_type = "application/recordio"
-            response.headers["Message-Content-Type"] = "application/json"
+        response = StreamResponse(
+            stream, content_type=APPLICATION_JSON, headers={"Mesos-Stream-Id": stream.stream_id}
+        )
         now = time.time()
         with self.lock:
             if framework_id is not None and framework_id in self._completed:
-                stream.send(event("ERROR", {"message": "Framework has been removed"}))
-                stream.close()
-                return response
+                return self._refuse(response, "Framework has been removed")
             if framework_id is None:
                 framework_id = f"{self.master_id}-{self._next_framework:04d}"
                 self._next_framework += 1
@@ -189,6 +219,16 @@ class Master:
                 self._frameworks[framework_id] = framework
                 logger.info("framework %s (%s) subscribed", framework_id, info["name"])
             else:
+                # As Mesos: user and checkpoint silently keep their first values
+                # (MESOS-703); a different principal refuses the subscription.
+                for immutable in ("user", "checkpoint"):
+                    if immutable in framework.info:
+                        info[immutable] = framework.info[immutable]
+                    else:
+                        info.pop(immutable, None)
+                problem = validate_update(framework.info, info)
+                if problem is not None:
+                    return self._refuse(response, problem)
                 self._failover(framework)
             framework.reregistered_time = now
             framework.info = dict(info, id={"value": framework_id})
@@ -209,6 +249,13 @@ class Master:
             )
             self._agent().updates.resend(framework_id, now)
         self.wake.set()
+        return response
+
+    @staticmethod
+    def _refuse(response: StreamResponse, message: str) -> StreamResponse:
+        """A SUBSCRIBE Mesos refuses after accepting the request: ERROR, then the end."""
+        response.stream.send(event("ERROR", {"message": message}))
+        response.stream.close()
         return response
 
     def _failover(self, framework: Framework) -> None:
@@ -243,7 +290,7 @@ class Master:
         self._remove_framework(framework, "teardown")
 
     def _call_decline(self, framework: Framework, call: JSON) -> None:
-        body = body_of(call, "decline")
+        body = call["decline"]
         self._allocator.decline(framework, body.get("offer_ids", []), body.get("filters"))
         self.wake.set()
 
@@ -256,24 +303,15 @@ class Master:
         framework.suppressed = True
 
     def _call_accept(self, framework: Framework, call: JSON) -> None:
-        body = body_of(call, "accept")
-        if not isinstance(body.get("offer_ids"), list):
-            raise CallError(400, "Expecting 'accept.offer_ids' to be present")
-        operations = body.get("operations", [])
-        if not isinstance(operations, list):
-            raise CallError(400, "Expecting 'accept.operations' to be a list")
+        body = call["accept"]
         launches: list[JSON] = []
-        for operation in operations:
-            if isinstance(operation, dict) and operation.get("type") == "LAUNCH":
-                tasks = (operation.get("launch") or {}).get("task_infos", [])
-                for task in tasks:
-                    check_task_shape(task)
-                    launches.append(task)
+        for operation in body.get("operations", []):
+            if operation.get("type") == "LAUNCH":
+                launches.extend(operation.get("launch", {}).get("task_infos", []))
             else:
-                kind = operation.get("type") if isinstance(operation, dict) else operation
-                logger.warning("ignoring unsupported offer operation %s", kind)
+                logger.warning("ignoring unsupported offer operation %s", operation.get("type"))
         # Offer validation first: one bad offer invalidates the whole call.
-        pool, problem = self._allocator.take(framework, body["offer_ids"])
+        pool, problem = self._allocator.take(framework, body.get("offer_ids", []))
         if problem is not None:
             state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"
             for task in launches:
@@ -313,8 +351,7 @@ class Master:
         return pool - task_resources - executor_resources
 
     def _call_kill(self, framework: Framework, call: JSON) -> None:
-        task_id = id_value(body_of(call, "kill"), "task_id")
-        assert task_id is not None
+        task_id = call["kill"]["task_id"]["value"]
         task = framework.tasks.get(task_id)
         if task is None:
             # Mesos answers a kill of an unknown task with explicit reconciliation.
@@ -325,17 +362,12 @@ class Master:
         self._agent().kill_task(framework.framework_id, task_id)
 
     def _call_shutdown(self, framework: Framework, call: JSON) -> None:
-        executor_id = id_value(body_of(call, "shutdown"), "executor_id")
-        assert executor_id is not None
+        executor_id = call["shutdown"]["executor_id"]["value"]
         self._agent().shutdown_executor(framework.framework_id, executor_id)
 
     def _call_acknowledge(self, framework: Framework, call: JSON) -> None:
-        body = body_of(call, "acknowledge")
-        task_id = id_value(body, "task_id")
-        id_value(body, "agent_id")
-        if not isinstance(body.get("uuid"), str):
-            raise CallError(400, "Expecting 'acknowledge.uuid' to be present")
-        assert task_id is not None
+        body = call["acknowledge"]
+        task_id = body["task_id"]["value"]
         acked = self._agent().acknowledge(framework.framework_id, task_id, body["uuid"])
         if acked is not None and acked["state"] in TERMINAL_STATES:
             # The master forgets a task once its terminal update is acknowledged.
@@ -344,37 +376,34 @@ class Master:
                 framework.completed_tasks.append(done)
 
     def _call_reconcile(self, framework: Framework, call: JSON) -> None:
-        wanted = body_of(call, "reconcile", required=False).get("tasks", [])
+        wanted = call["reconcile"].get("tasks", [])
         if not wanted:
             for task in framework.tasks.values():
                 framework.send(reconcile_known(task, self._agent().agent_id))
             return
         for item in wanted:
-            task_id = id_value(item, "task_id")
-            assert task_id is not None
+            task_id = item["task_id"]["value"]
             known = framework.tasks.get(task_id)
             if known is not None:
                 framework.send(reconcile_known(known, self._agent().agent_id))
             else:
-                agent_id = id_value(item, "agent_id", required=False)
+                agent_id = item.get("agent_id", {}).get("value")
                 framework.send(
                     reconcile_unknown(framework, task_id, agent_id, self._agent().agent_id)
                 )
 
     def _call_message(self, framework: Framework, call: JSON) -> None:
-        body = body_of(call, "message")
-        executor_id = id_value(body, "executor_id")
-        id_value(body, "agent_id")
-        if not isinstance(body.get("data"), str):
-            raise CallError(400, "Expecting 'message.data' to be present")
-        assert executor_id is not None
+        body = call["message"]
+        executor_id = body["executor_id"]["value"]
         self._agent().message_to_executor(framework.framework_id, executor_id, body["data"])
 
-    def _call_update_framework(self, framework: Framework, call: JSON) -> None:
-        info = body_of(call, "update_framework").get("framework_info")
-        if not isinstance(info, dict):
-            raise CallError(400, "Expecting 'update_framework.framework_info'")
-        framework.info = dict(info, id={"value": framework.framework_id})
+    def _call_update_framework(self, framework: Framework, call: JSON) -> Response:
+        info = call["update_framework"]["framework_info"]
+        problem = validate_update(framework.info, info)
+        if problem is not None:
+            raise CallError(400, f"FrameworkInfo update is not valid: {problem}")
+        framework.info = dict(info)
+        return Response(200)  # Mesos answers UPDATE_FRAMEWORK with 200 OK, not 202
 
     def _call_request(self, framework: Framework, call: JSON) -> None:
         """REQUEST is a no-op in Mesos' allocator too."""
@@ -471,6 +500,7 @@ class Master:
             if framework.stream is not None and framework.next_heartbeat <= now:
                 framework.send(event("HEARTBEAT"))
                 framework.next_heartbeat = now + self.config.heartbeat_interval_s
+        self._allocator.rescind_expired(now)
         self._allocator.allocate(self._agent(), now)
 
     # ---------------------------------------------------------- state endpoint
@@ -510,13 +540,14 @@ class Master:
                 "allocation_interval": "100ms",
                 "authenticate_agents": "false",
                 "authenticate_frameworks": "false",
-                "authenticate_http_frameworks": "false",
+                "authenticate_http_frameworks": str(self.config.credentials is not None).lower(),
                 "authenticate_http_readonly": "false",
                 "hostname": host,
                 "ip": host,
                 "max_completed_frameworks": str(MAX_COMPLETED_FRAMEWORKS),
                 "max_completed_tasks_per_framework": str(MAX_COMPLETED_TASKS),
                 "port": str(self.config.port),
+                **self._optional_flags(),
             },
             "slaves": [agent.summary(self._allocator.offered())],
             "recovered_slaves": [],
@@ -525,6 +556,14 @@ class Master:
             "orphan_tasks": [],
             "unregistered_frameworks": [],
         }
+
+    def _optional_flags(self) -> dict[str, str]:
+        flags: dict[str, str] = {}
+        if self.config.offer_timeout_s is not None:
+            flags["offer_timeout"] = duration_flag(self.config.offer_timeout_s)
+        if self.config.credentials is not None:
+            flags["http_framework_authenticators"] = "basic"
+        return flags
 
     def _framework_state(self, framework: Framework) -> JSON:
         agent = self._agent()

@@ -7,6 +7,7 @@ constants, validators and builders so master and agent construct them one way.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import time
 import uuid
@@ -15,10 +16,13 @@ from typing import Any
 from .http import Request, Response
 
 __all__ = [
+    "APPLICATION_JSON",
     "JSON",
     "MESOS_VERSION",
     "TERMINAL_STATES",
     "CallError",
+    "accepts_media_type",
+    "decode_json_call",
     "parse_call",
     "task_status",
     "validate_id",
@@ -28,6 +32,9 @@ JSON = dict[str, Any]
 
 # pymesos parses this as dotted ints and enables v1 behaviour for >= 1.0.0.
 MESOS_VERSION = "1.11.0"
+
+APPLICATION_JSON = "application/json"
+APPLICATION_PROTOBUF = "application/x-protobuf"
 
 TASK_STATES = frozenset(
     {
@@ -74,6 +81,61 @@ class CallError(Exception):
         return Response(self.status, self.message.encode("utf-8") + b"\n")
 
 
+def decode_json_call(request: Request) -> Any:
+    """The JSON body of a call to a Mesos 1.11 v1 endpoint, checked as Mesos checks it.
+
+    405 for a non-POST; 400 without a Content-Type; the Content-Type must be exactly
+    ``application/json`` (Mesos compares the whole header value, so parameters such
+    as ``; charset=utf-8`` or other letter case are a 415, as is protobuf, which the
+    embedded cluster does not speak); 400 for a body that is not JSON. No Accept
+    check: Mesos looks at Accept only for calls that answer with a body.
+    """
+    if request.method != "POST":
+        raise CallError(405, f"Expecting 'POST', received '{request.method}'")
+    content_type = request.headers.get("Content-Type")
+    if content_type is None:
+        raise CallError(400, "Expecting 'Content-Type' to be present")
+    if content_type == APPLICATION_PROTOBUF:
+        raise CallError(
+            415, f"The embedded cluster speaks only {APPLICATION_JSON}, not {APPLICATION_PROTOBUF}"
+        )
+    if content_type != APPLICATION_JSON:
+        raise CallError(
+            415, f"Expecting 'Content-Type' of {APPLICATION_JSON} or {APPLICATION_PROTOBUF}"
+        )
+    try:
+        return json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CallError(400, f"Failed to parse body into JSON: {exc}") from exc
+
+
+def accepts_media_type(accept: str | None, media_type: str) -> bool:
+    """Whether an ``Accept`` header allows ``media_type``, as libprocess decides it.
+
+    No header accepts everything; otherwise ``type/subtype``, then ``type/*``, then
+    ``*/*`` is looked for (case-insensitively, whitespace ignored) and the first
+    match decides: accepted unless its ``q`` is a number not above 0.
+    """
+    if accept is None:
+        return True
+    major = media_type.split("/")[0]
+    entries = [e for e in "".join(accept.split()).split(",") if e]
+    for candidate in (media_type, f"{major}/*", "*/*"):
+        for entry in entries:
+            tokens = [p for p in entry.split(";") if p]
+            if not tokens or tokens[0].lower() != candidate.lower():
+                continue
+            params = tokens[1:]
+            q = [v for k, _, v in (p.partition("=") for p in params) if k == "q"]
+            if len(q) != 1:
+                return True
+            try:
+                return float(q[0]) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def parse_call(request: Request) -> JSON:
     """Check method and media types, then decode the JSON call body.
 
@@ -101,16 +163,6 @@ def parse_call(request: Request) -> JSON:
     return call
 
 
-def body_of(call: JSON, field: str, *, required: bool = True) -> JSON:
-    """Return the nested message ``call[field]`` (400 unless it is a JSON object)."""
-    value = call.get(field)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise CallError(400, f"Failed to validate call: expecting '{field}' to be present")
-    return value
-
-
 def id_value(message: Any, field: str, *, required: bool = True) -> str | None:
     """Return ``message[field]["value"]`` or raise ``CallError(400)`` when malformed."""
     value = message.get(field) if isinstance(message, dict) else None
@@ -132,6 +184,16 @@ def validate_id(value: str) -> str | None:
     if any(not ch.isprintable() or ch.isspace() for ch in value):
         return "whitespace and non-printable characters are disallowed"
     return None
+
+
+def is_uuid(encoded: str) -> bool:
+    """Whether base64 ``encoded`` is a UUID as stout's ``UUID::fromBytes`` accepts one:
+    16 bytes of a known version (1 to 5)."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == 16 and 1 <= raw[6] >> 4 <= 5
 
 
 def new_uuid() -> str:

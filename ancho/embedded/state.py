@@ -182,3 +182,20 @@ def framework_info_fields(info: JSON) -> JSON:
     else:
         out["role"] = info.get("role", "*")
     return out
+
+
+def duration_flag(seconds: float) -> str:
+    """A duration as Mesos prints a Duration flag (``500ms``, ``10secs``, ``1.5mins``)."""
+    units = (
+        (1e-6, 1e-9, "ns"),
+        (1e-3, 1e-6, "us"),
+        (1.0, 1e-3, "ms"),
+        (60.0, 1.0, "secs"),
+        (3600.0, 60.0, "mins"),
+        (86400.0, 3600.0, "hrs"),
+        (604800.0, 86400.0, "days"),
+    )
+    for below, unit, name in units:
+        if abs(seconds) < below:
+            return f"{seconds / unit:.15g}{name}"
+    return f"{seconds / 604800.0:.15g}weeks"

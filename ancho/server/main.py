@@ -36,6 +36,45 @@ class ServerOptions:
     bind: str = "127.0.0.1:8080"
     work_dir: Path = Path(".ancho")
     threads: int = 32
+    #: (principal, secret) for Mesos framework authentication (``--principal``/``--secret-file``).
+    credential: tuple[str, str] | None = None
+
+
+def mesos_credential(principal: str | None, secret_file: str | None) -> tuple[str, str] | None:
+    """The (principal, secret) to authenticate to Mesos with, or None without both flags.
+
+    The secret is the file's content without its trailing newline. HTTP Basic
+    authentication as Mesos checks it cannot carry a colon in either, nor (through
+    pymesos) anything but ASCII, so those are refused here rather than by the master.
+    """
+    if principal is None and secret_file is None:
+        return None
+    if principal is None or secret_file is None:
+        flags = ("--principal", "--secret-file")
+        given, missing = flags[::-1] if principal is None else flags
+        raise AnchoError(
+            f"{given} needs {missing} too (or ANCHO_MESOS_PRINCIPAL and"
+            " ANCHO_MESOS_SECRET_FILE): Mesos authenticates a framework by both"
+        )
+    try:
+        secret = Path(secret_file).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise AnchoError(
+            f"--secret-file {secret_file} (ANCHO_MESOS_SECRET_FILE): cannot read the Mesos"
+            f" secret: {reason}"
+        ) from None
+    if not secret:
+        raise AnchoError(f"--secret-file {secret_file}: the Mesos secret file is empty")
+    for flag, value in (("--principal", principal), ("--secret-file", secret)):
+        if ":" in value or not value.isascii():
+            raise AnchoError(
+                f"{flag}: a Mesos principal or secret must be ASCII without ':'"
+                " (HTTP Basic authentication cannot carry it)"
+            )
+    if not principal:
+        raise AnchoError("--principal: must not be empty")
+    return principal, secret
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -71,7 +110,12 @@ def serve(options: ServerOptions) -> None:
         from ..embedded.docker_containerizer import DockerContainerizer
 
         containerizers = (ProcessContainerizer(), DockerContainerizer())
-        cluster = EmbeddedCluster(work_dir / "mesos", containerizers=containerizers)
+        # With credentials the embedded master requires them, as a master started
+        # with --authenticate_http_frameworks and a credentials file holding them.
+        credentials = dict([options.credential]) if options.credential else None
+        cluster = EmbeddedCluster(
+            work_dir / "mesos", containerizers=containerizers, credentials=credentials
+        )
         master = cluster.start()
     docker_cache = work_dir / "cache-docker"
     share_with_containers(docker_cache)
@@ -85,7 +129,9 @@ def serve(options: ServerOptions) -> None:
         # Each run's role is made with the admin's: the owner's role cannot make roles.
         credentials=RunCredentials(store.url_for_run, store.admin),
     )
-    service = SchedulerService(store, master, launch, job, config_from_env())
+    principal, secret = options.credential or (None, None)
+    service = SchedulerService(store, master, launch, job, config_from_env(),
+                               principal=principal, secret=secret)  # fmt: skip
     try:
         service.start()
         resumed = service.resume_active()
