@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -41,16 +41,58 @@ def new_run(spec: RunSpec, owner: str = "local") -> RunRecord:
     )
 
 
-#: Variables executors get from the process that launches them (process executors
-#: inherit everything; Docker ones only these): the standard AWS settings for s3:// models,
-#: and the operator's sandbox settings (``ANCHO_SANDBOX_ALLOW_WEAKER``, limits), which
-#: play the part of a Mesos agent's ``--executor_environment_variables``.
-PASSTHROUGH_PREFIXES = ("AWS_", "ANCHO_SANDBOX_")
+#: What executors get of the environment of the process that starts them. As on a Mesos
+#: agent, an executor inherits nothing (only the agent's MESOS_*/LIBPROCESS_* variables,
+#: Mesos' default PATH and its CommandInfo's environment), so what it needs of the
+#: operator's environment goes in the CommandInfo, by name — the part a Mesos agent's
+#: ``--executor_environment_variables`` plays. Only what changes how an executor reaches
+#: its sources and store, and how it runs:
+#:
+#: * trust and proxies: the CA files Python's ssl, pip and git read, Ancho's extra CA
+#:   (``ANCHO_CA_BUNDLE``), and the proxy variables in either case;
+#: * ``PIP_*``: the index, extra indexes, trusted hosts, pip's CA (``PIP_CERT``) for a
+#:   model's requirements (the executor drops those that would move pip's writes);
+#: * ``AWS_*``: credentials and endpoint for ``s3://`` models;
+#: * ``ANCHO_SANDBOX_*``: the operator's sandbox settings (``ANCHO_SANDBOX_ALLOW_WEAKER``,
+#:   limits); ``ANCHO_FLUSH_*``, ``ANCHO_PROGRESS_S`` and the idle and credential
+#:   timeouts: the executor's own tuning (``executor/config.py`` reads them);
+#: * the thread counts of numeric libraries (``OMP_*``, ``OPENBLAS_*``, ``MKL_*``,
+#:   ``NUMEXPR_*``), which the executor hands on to the model's process.
+#:
+#: Left out on purpose: ``PATH`` (the executor is started by absolute path, and Mesos'
+#: default PATH finds git; a host PATH would also shadow a Docker image's), ``HOME`` (the
+#: passwd entry gives it; a model gets a scratch HOME anyway), ``PYTHON*`` (a host
+#: PYTHONPATH would change what the executor imports), locale and ``TZ`` (a sequence's
+#: outputs must not depend on the machine; Python 3.11 reads and writes UTF-8 in the C
+#: locale), and any other ``ANCHO_*`` (``ANCHO_STORE``, ``ANCHO_TOKEN``: the framework
+#: sets an executor's store and credential per run).
+PASSTHROUGH_NAMES = frozenset(
+    {
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "ANCHO_CA_BUNDLE", "ANCHO_FLUSH_ROWS", "ANCHO_FLUSH_S", "ANCHO_PROGRESS_S",
+        "ANCHO_IDLE_TIMEOUT_S", "ANCHO_CREDENTIAL_TIMEOUT_S",
+    }
+)  # fmt: skip
+#: Proxy variables, matched whatever their case (curl reads lower case, others both).
+PROXY_NAMES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+PASSTHROUGH_PREFIXES = ("AWS_", "ANCHO_SANDBOX_", "PIP_", "OMP_", "OPENBLAS_", "MKL_", "NUMEXPR_")
 
 
-def executor_environment(cache_dir: Path) -> dict[str, str]:
-    """The environment every executor of this machine gets."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(PASSTHROUGH_PREFIXES)}
+def _passed(name: str) -> bool:
+    return (
+        name in PASSTHROUGH_NAMES
+        or name.lower() in PROXY_NAMES
+        or name.startswith(PASSTHROUGH_PREFIXES)
+    )
+
+
+def executor_environment(
+    cache_dir: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment every executor of this machine gets (see ``PASSTHROUGH_NAMES``),
+    taken from ``environ`` (this process' environment by default)."""
+    source = os.environ if environ is None else environ
+    env = {k: v for k, v in source.items() if _passed(k)}
     return {**env, "PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(cache_dir)}
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from .containerizer import Container, Containerizer, ContainerSpec, LaunchError
+from .fetcher import Fetcher, FetchError
 from .http import EventStream, Request, Response, StreamResponse
 from .master import Master
 from .protocol import (
@@ -29,6 +30,7 @@ from .protocol import (
     CallError,
     event,
     id_value,
+    is_uuid,
     parse_call,
     task_status,
 )
@@ -96,6 +98,12 @@ class _Executor:
     sigterm_at: float | None = None
     sigkill_at: float | None = None
     next_heartbeat: float = 0.0
+    #: When an executor that has not subscribed by then is destroyed.
+    registration_deadline: float = float("inf")
+    #: Mesos' pendingTermination: (reason, message) its tasks fail with once it is gone.
+    pending: tuple[str, str] | None = None
+    #: Set when the container is destroyed: a fetch in progress gives up.
+    cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     #: Tasks whose terminal update was acknowledged (the newest ones).
     completed_tasks: deque[_Task] = field(
@@ -113,9 +121,27 @@ class _FrameworkRecord:
     )
 
 
+#: Mesos' Duration units, smallest first, in nanoseconds.
+_UNITS = (
+    ("ns", 1), ("us", 10**3), ("ms", 10**6), ("secs", 10**9), ("mins", 60 * 10**9),
+    ("hrs", 3600 * 10**9), ("days", 86400 * 10**9), ("weeks", 7 * 86400 * 10**9),
+)  # fmt: skip
+
+
 def _duration(seconds: float) -> str:
-    # Formatted like Mesos' Duration (and parseable by pymesos.utils.parse_duration).
-    return f"{seconds * 1000:g}ms" if 0 < seconds < 1 else f"{seconds:g}secs"
+    """``seconds`` as Mesos prints a Duration (``500ms``, ``5secs``, ``1mins``, ``90secs``).
+
+    The largest unit not above the value, or the next smaller one when only that gives
+    a whole number; parseable by pymesos.utils.parse_duration.
+    """
+    ns = round(seconds * 1e9)
+    if ns < 0:
+        return "-" + _duration(-seconds)
+    index = max((i for i, (_, size) in enumerate(_UNITS) if ns >= size), default=0)
+    unit, size = _UNITS[index]
+    if index > 0 and ns % size != 0 and ns % _UNITS[index - 1][1] == 0:
+        unit, size = _UNITS[index - 1]
+    return f"{ns / size:.15g}{unit}"
 
 
 class Agent:
@@ -142,6 +168,9 @@ class Agent:
         self._completed_frameworks: deque[tuple[str, _FrameworkRecord]] = deque(
             maxlen=MAX_COMPLETED_FRAMEWORKS
         )
+        # Mesos' default --fetcher_cache_dir is outside its work dir; ours is inside,
+        # so that one cluster's cache goes away with it.
+        self.fetcher = Fetcher(config.work_dir / "fetch")
 
     @property
     def endpoint(self) -> str:
@@ -254,6 +283,7 @@ class Agent:
             directory=runs / container_id,
             resources=resources,
             grace_s=grace,
+            registration_deadline=time.time() + self.config.executor_registration_timeout_s,
         )
         self._executors[(framework_id, executor_id)] = executor
         record = self._frameworks.setdefault(framework_id, _FrameworkRecord(framework_info))
@@ -287,7 +317,13 @@ class Agent:
 
     def _environment(self, executor: _Executor) -> dict[str, str]:
         checkpoint = bool(executor.framework_info.get("checkpoint", False))
+        # Mesos' executorEnvironment(): no variable of the agent's own environment
+        # except LIBPROCESS_IP (which an agent started with --ip has, as this one is),
+        # LIBPROCESS_PORT=0 so that a libprocess executor binds any port, then MESOS_*.
+        # MESOS_SANDBOX is the containerizer's (a Docker one points it inside).
         env = {
+            "LIBPROCESS_IP": self.config.host,
+            "LIBPROCESS_PORT": "0",
             "MESOS_FRAMEWORK_ID": executor.framework_id,
             "MESOS_EXECUTOR_ID": executor.executor_id,
             "MESOS_DIRECTORY": str(executor.directory),
@@ -334,6 +370,8 @@ class Agent:
         now = time.time()
         subscribed = executor.state == "RUNNING" and executor.stream is not None
         executor.state = "TERMINATING"
+        if executor.container is None:
+            executor.cancel.set()  # still fetching: the container never starts
         if subscribed and executor.stream is not None:
             executor.stream.send(event("SHUTDOWN"))
             executor.sigterm_at = now + executor.grace_s
@@ -381,6 +419,10 @@ class Agent:
             framework_id = id_value(call, "framework_id")
             executor_id = id_value(call, "executor_id")
             assert framework_id is not None and executor_id is not None
+            if call["type"] == "UPDATE":
+                _validate_update(call, framework_id, executor_id)
+            elif call["type"] == "HEARTBEAT":
+                return Response(202)  # as Mesos: answered before the executor is looked up
             with self.lock:
                 executor = self._executors.get((framework_id, executor_id))
                 if executor is None or executor.state == "TERMINATED":
@@ -439,7 +481,7 @@ class Agent:
                 task.launched = True
         if executor.state == "TERMINATING":
             stream.send(event("SHUTDOWN"))
-        executor.next_heartbeat = time.time() + self.config.heartbeat_interval_s
+        executor.next_heartbeat = time.time() + self.config.executor_heartbeat_interval_s
         logger.info("executor %s subscribed", executor.executor_id)
         return StreamResponse(stream)
 
@@ -501,14 +543,35 @@ class Agent:
 
     # -------------------------------------------------------------- containers
     def _run_container(self, executor: _Executor, spec: ContainerSpec, runs: Path) -> None:
+        container: Container | None = None
         try:
-            container = self.containerizer.launch(spec)
+            uris = spec.command.get("uris") or []
+            if uris:
+                # As Mesos' fetcher: CommandInfo.user, else FrameworkInfo.user.
+                user = spec.command.get("user") or spec.user
+                try:
+                    self.fetcher.fetch(
+                        uris, spec.directory, user=user, cancelled=executor.cancel.is_set
+                    )
+                except FetchError as exc:
+                    raise LaunchError(
+                        f"Failed to fetch all URIs for container '{spec.container_id}': {exc}"
+                    ) from None
+            if not executor.cancel.is_set():
+                container = self.containerizer.launch(spec)
         except LaunchError as exc:
             logger.warning("executor %s failed to launch: %s", executor.executor_id, exc)
             with self.lock:
                 self._terminated(
                     executor, -1, "REASON_CONTAINER_LAUNCH_FAILED",
                     f"Failed to launch container: {exc}",
+                )  # fmt: skip
+            return
+        if container is None:  # destroyed before it started
+            with self.lock:
+                self._terminated(
+                    executor, -1, "REASON_EXECUTOR_TERMINATED",
+                    "Executor terminated before its container started",
                 )  # fmt: skip
             return
         try:
@@ -529,6 +592,8 @@ class Agent:
             self._terminated(executor, status, "REASON_EXECUTOR_TERMINATED", message)
 
     def _terminated(self, executor: _Executor, status: int, reason: str, message: str) -> None:
+        if executor.pending is not None:
+            reason, message = executor.pending
         executor.state = "TERMINATED"
         if executor.stream is not None:
             executor.stream.close()
@@ -569,13 +634,34 @@ class Agent:
             executor.sigterm_at = None
 
     def tick(self, now: float) -> None:
-        """Periodic work: update retries, executor heartbeats, shutdown escalation."""
+        """Periodic work: update retries, executor heartbeats, registration timeouts,
+        shutdown escalation."""
         self.updates.tick(now)
         for executor in self._executors.values():
+            if executor.state == "LAUNCHING" and executor.registration_deadline <= now:
+                self._registration_timed_out(executor, now)
             self._escalate(executor, now)
             if executor.stream is not None and executor.next_heartbeat <= now:
                 executor.stream.send(event("HEARTBEAT"))
-                executor.next_heartbeat = now + self.config.heartbeat_interval_s
+                executor.next_heartbeat = now + self.config.executor_heartbeat_interval_s
+
+    def _registration_timed_out(self, executor: _Executor, now: float) -> None:
+        """Mesos' registerExecutorTimeout: destroy the container at once; its tasks fail
+        with REASON_EXECUTOR_REGISTRATION_TIMEOUT when it is gone."""
+        timeout = _duration(self.config.executor_registration_timeout_s)
+        logger.info(
+            "terminating executor %s: it did not register within %s",
+            executor.executor_id,
+            timeout,
+        )
+        executor.state = "TERMINATING"
+        executor.pending = (
+            "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+            f"Executor did not register within {timeout}",
+        )
+        executor.cancel.set()
+        executor.sigterm_at = None
+        executor.sigkill_at = now
 
     # ---------------------------------------------------------- state endpoint
     def state_route(self, request: Request) -> Response:
@@ -631,7 +717,11 @@ class Agent:
             "flags": {
                 "authenticate_http_executors": "false",
                 "authenticate_http_readonly": "false",
+                "executor_registration_timeout": _duration(
+                    self.config.executor_registration_timeout_s
+                ),
                 "executor_shutdown_grace_period": _duration(grace),
+                "fetcher_cache_dir": str(self.fetcher.cache_dir),
                 "hostname": host,
                 "ip": host,
                 "port": str(self.config.port),
@@ -698,6 +788,7 @@ class Agent:
         """Kill every executor's process group now; return the threads to join."""
         self._stopping = True
         for executor in self._executors.values():
+            executor.cancel.set()
             if executor.stream is not None:
                 executor.stream.close()
             if executor.container is not None:
@@ -712,3 +803,38 @@ def _allocated(executor: _Executor) -> Resources:
         if task.state not in TERMINAL_STATES:
             used = used + task.resources
     return used
+
+
+def _validate_update(call: JSON, framework_id: str, executor_id: str) -> None:
+    """Mesos' validateExecutorCall for UPDATE (common/validation.cpp): 400 otherwise."""
+    prefix = "Failed to validate Executor::Call: "
+    update = call.get("update")
+    if not isinstance(update, dict):
+        raise CallError(400, prefix + "Expecting 'update' to be present")
+    status = update.get("status")
+    if not isinstance(status, dict):
+        return  # a missing status is a malformed call, reported by _update
+    raw = status.get("uuid")
+    if not isinstance(raw, str) or not raw:
+        raise CallError(400, prefix + "Expecting 'uuid' to be present")
+    if not is_uuid(raw):
+        raise CallError(400, prefix + "Not a valid UUID")
+    named = status.get("executor_id")
+    if isinstance(named, dict) and named.get("value") != executor_id:
+        raise CallError(
+            400,
+            f"{prefix}ExecutorID in Call: {executor_id} does not match ExecutorID in"
+            f" TaskStatus: {named.get('value')}",
+        )
+    if status.get("source") != "SOURCE_EXECUTOR":
+        raise CallError(
+            400,
+            f"{prefix}Received Call from executor {executor_id} of framework {framework_id}"
+            " with invalid source, expecting 'SOURCE_EXECUTOR'",
+        )
+    if status.get("state") == "TASK_STAGING":
+        raise CallError(
+            400,
+            f"{prefix}Received TASK_STAGING from executor {executor_id} of framework"
+            f" {framework_id} which is not allowed",
+        )

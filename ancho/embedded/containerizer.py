@@ -25,10 +25,14 @@ __all__ = [
     "Containerizer",
     "LaunchError",
     "ProcessContainerizer",
+    "executor_environment",
 ]
 
 logger = logging.getLogger("ancho.embedded.containerizer")
 
+
+#: The PATH Mesos' launcher gives an executor whose environment has none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # How long to wait for the rest of an exited executor's process group to die (orphaned
 # zombies, which only PID 1 can reap, would otherwise keep the group alive).
@@ -47,7 +51,7 @@ class ContainerSpec:
     directory: Path
     command: dict[str, Any]  # CommandInfo
     container: dict[str, Any] | None  # ContainerInfo, None when absent
-    environment: dict[str, str]  # the MESOS_* variables the agent sets
+    environment: dict[str, str]  # the MESOS_*/LIBPROCESS_* variables the agent sets
     cpus: float = 0.0  # executor + first task: what a container's limits are set from
     mem_mb: float = 0.0
     labels: dict[str, str] | None = None  # framework/executor ids, for `docker ps`
@@ -130,12 +134,25 @@ def _command_environment(command: dict[str, Any]) -> dict[str, str]:
     return result
 
 
+def executor_environment(agent: dict[str, str], command: dict[str, Any]) -> dict[str, str]:
+    """An executor's whole environment, as the Mesos containerizer's launcher builds it.
+
+    The agent's variables, then the CommandInfo's (which win), and ``PATH`` set to the
+    host default when neither gives one (``os::host_default_path()`` in stout).
+    """
+    env = {**agent, **_command_environment(command)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
 class ProcessContainerizer:
     """Runs executors as plain processes, like the Mesos containerizer without isolation.
 
-    The executor runs as the current user, with this process' environment plus the
-    CommandInfo environment plus the MESOS_* variables, in its own session so that a
-    kill of its process group reaches every process it started.
+    The executor runs as the current user in its own session, so that a kill of its
+    process group reaches every process it started. Its environment is what the Mesos
+    containerizer gives: the agent's variables (``spec.environment``) overridden by the
+    CommandInfo's, plus Mesos' default ``PATH`` when neither sets one; nothing of this
+    process' own environment.
     """
 
     def supports(self, container: dict[str, Any] | None) -> bool:
@@ -147,8 +164,6 @@ class ProcessContainerizer:
     def launch(self, spec: ContainerSpec) -> Container:
         """Start ``spec.command`` in ``spec.directory`` with stdout/stderr files there."""
         command = spec.command
-        if command.get("uris"):
-            raise LaunchError("CommandInfo.uris (the Mesos fetcher) is not supported")
         value = command.get("value")
         if not isinstance(value, str) or not value:
             raise LaunchError("CommandInfo.value is missing")
@@ -159,9 +174,7 @@ class ProcessContainerizer:
             # shell=false: value is the program and arguments the whole argv (argv[0] too).
             executable = value
             argv = [str(a) for a in command.get("arguments", [])] or [value]
-        env = dict(os.environ)
-        env.update(_command_environment(command))
-        env.update(spec.environment)
+        env = executor_environment(spec.environment, command)
         spec.directory.mkdir(parents=True, exist_ok=True)
         try:
             with (

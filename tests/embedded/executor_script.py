@@ -1,8 +1,9 @@
 """A tiny executor on unmodified pymesos, steered by each task's JSON ``data``.
 
 modes: ``finish`` (RUNNING then FINISHED with ``result`` as data), ``run`` (RUNNING
-until killed). RUNNING carries ``{"pid", "pgid", "env"}``. Framework messages are
-echoed back; every ACKNOWLEDGED is reported as a message ``acked:<task id>``.
+until killed). RUNNING carries ``{"pid", "pgid", "env"}``, ``env`` being the executor's
+whole environment. Framework messages are echoed back; every ACKNOWLEDGED is reported
+as a message ``acked:<task id>``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ class AckReportingDriver(MesosExecutorDriver):  # type: ignore[misc]
 class TestExecutor(Executor):  # type: ignore[misc]
     def launchTask(self, driver: Any, task: dict[str, Any]) -> None:
         spec = json.loads(decode_data(task["data"])) if task.get("data") else {}
-        env = {k: v for k, v in os.environ.items() if k.startswith("MESOS_")}
-        running = {"pid": os.getpid(), "pgid": os.getpgid(0), "env": env}
+        running = {"pid": os.getpid(), "pgid": os.getpgid(0), "env": dict(os.environ)}
         driver.sendStatusUpdate(
             {"task_id": task["task_id"], "state": "TASK_RUNNING", "data": _data(running)}
         )

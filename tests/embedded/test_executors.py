@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -146,7 +146,8 @@ def test_raw_executor_api_and_resubscription(
             "status": {
                 "task_id": {"value": "x1"},
                 "state": "TASK_RUNNING",
-                "uuid": b64(os.urandom(16)),
+                "uuid": b64(uuid.uuid4().bytes),
+                "source": "SOURCE_EXECUTOR",
             }
         },
     }
@@ -167,7 +168,11 @@ def test_raw_executor_api_and_resubscription(
     assert running["uuid"] == update["update"]["status"]["uuid"]
 
     # Re-subscribe, reporting the unacknowledged update and a new one.
-    finished = {"task_id": {"value": "x1"}, "state": "TASK_FINISHED", "uuid": b64(os.urandom(16))}
+    finished = {
+        "task_id": {"value": "x1"},
+        "state": "TASK_FINISHED",
+        "uuid": b64(uuid.uuid4().bytes),
+    }
     resubscribe = {
         "type": "SUBSCRIBE",
         **ids,
