@@ -1,10 +1,11 @@
 """The master half: scheduler API, framework lifecycle, launches and task state.
 
 Offers live in :mod:`.allocator`, task validation in :mod:`.validation`, the
-per-framework records in :mod:`.frameworks` and reconciliation answers in
-:mod:`.reconciliation`; this module routes scheduler calls to them and to the agent.
+per-framework records in :mod:`.frameworks`, the master's account of each agent in
+:mod:`.agents` and reconciliation answers in :mod:`.reconciliation`; this module
+routes scheduler calls to them and, through each agent's link, to the agents.
 
-All state is guarded by the cluster lock (shared with the agent); HTTP routes take
+All state is guarded by the cluster lock (shared with an in-process agent); HTTP routes take
 it, the cluster's ticker thread takes it for periodic work. Events to schedulers are
 queued on their :class:`EventStream`, never written under the lock.
 """
@@ -20,8 +21,8 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .agents import AgentRecord, ExecutorRecord
 from .allocator import Allocator
 from .frameworks import MAX_COMPLETED_FRAMEWORKS, MAX_COMPLETED_TASKS, Framework, Task
 from .http import EventStream, Request, Response, StreamResponse
@@ -46,9 +47,6 @@ from .state import (
     trim_status,
 )
 from .validation import check_task_shape, validate_task
-
-if TYPE_CHECKING:
-    from .agent import Agent
 
 __all__ = ["Master", "MasterConfig"]
 
@@ -78,7 +76,8 @@ class Master:
         self.wake = wake
         self.master_id = str(uuid.uuid4())
         self.start_time = time.time()
-        self.agent: Agent | None = None
+        self.agents: dict[str, AgentRecord] = {}
+        self._next_agent = 0
         self._frameworks: dict[str, Framework] = {}
         self._completed: set[str] = set()
         self._completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
@@ -110,9 +109,18 @@ class Master:
             "address": {"hostname": host, "ip": host, "port": port},
         }
 
-    def _agent(self) -> Agent:
-        assert self.agent is not None, "agent not attached"
-        return self.agent
+    # ------------------------------------------------------------------- agents
+    def new_agent_id(self) -> str:
+        """The id for the next agent to register: ``<master id>-S<n>``, as in Mesos."""
+        agent_id = f"{self.master_id}-S{self._next_agent}"
+        self._next_agent += 1
+        return agent_id
+
+    def add_agent(self, record: AgentRecord) -> None:
+        """An agent registered (call with the lock held)."""
+        self.agents[record.agent_id] = record
+        logger.info("agent %s at %s registered", record.agent_id, record.endpoint)
+        self.wake.set()
 
     # --------------------------------------------------------------------- HTTP
     def handle(self, request: Request) -> Response | StreamResponse:
@@ -207,7 +215,8 @@ class Master:
                     },
                 )
             )
-            self._agent().updates.resend(framework_id, now)
+            for agent in self.agents.values():
+                agent.link.resend_updates(framework_id)
         self.wake.set()
         return response
 
@@ -273,8 +282,11 @@ class Master:
                 kind = operation.get("type") if isinstance(operation, dict) else operation
                 logger.warning("ignoring unsupported offer operation %s", kind)
         # Offer validation first: one bad offer invalidates the whole call.
-        pool, problem = self._allocator.take(framework, body["offer_ids"])
-        if problem is not None:
+        pool, problem, agent_id = self._allocator.take(framework, body["offer_ids"])
+        agent = self.agents.get(agent_id)
+        if problem is None and agent is None:
+            problem = f"Agent {agent_id} is no longer registered"
+        if problem is not None or agent is None:
             state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"
             for task in launches:
                 framework.send(
@@ -283,33 +295,46 @@ class Master:
                         state,
                         reason="REASON_INVALID_OFFERS",
                         message=f"Task launched with invalid offers: {problem}",
+                        agent_id=agent_id or None,
                     )
                 )
             self.wake.set()
             return
         for task in launches:
-            pool = self._launch(framework, task, pool)
-        self._allocator.add_filter(framework, pool, body.get("filters"), only_if_given=True)
+            pool = self._launch(framework, task, pool, agent)
+        self._allocator.add_filter(
+            framework, pool, body.get("filters"), only_if_given=True, agent_id=agent.agent_id
+        )
         self.wake.set()
 
-    def _launch(self, framework: Framework, task: JSON, pool: Resources) -> Resources:
+    def _launch(
+        self, framework: Framework, task: JSON, pool: Resources, agent: AgentRecord
+    ) -> Resources:
         task_id = task["task_id"]["value"]
-        agent = self._agent()
         error, task_resources, executor_resources = validate_task(framework, task, pool, agent)
         if error is not None:
             framework.send(
                 self._master_update(
-                    task_id, "TASK_ERROR", reason="REASON_TASK_INVALID", message=error
+                    task_id,
+                    "TASK_ERROR",
+                    reason="REASON_TASK_INVALID",
+                    message=error,
+                    agent_id=agent.agent_id,
                 )
             )
             return pool
         executor = task["executor"]
         executor_id = executor["executor_id"]["value"]
-        framework.tasks[task_id] = Task(
+        record = Task(
             task_id, executor_id, "TASK_STAGING", info=task, agent_id=agent.agent_id,
             resources=task_resources,
         )  # fmt: skip
-        agent.launch_task(framework.info, executor, task, task_resources, executor_resources)
+        framework.tasks[task_id] = record
+        framework_id = framework.framework_id
+        running_as = dict(executor, framework_id={"value": framework_id})
+        executor_record = ExecutorRecord(framework_id, executor_id, running_as, executor_resources)
+        agent.task_launched(framework_id, record, executor_record)
+        agent.link.launch_task(framework.info, executor, task, task_resources, executor_resources)
         return pool - task_resources - executor_resources
 
     def _call_kill(self, framework: Framework, call: JSON) -> None:
@@ -318,26 +343,35 @@ class Master:
         task = framework.tasks.get(task_id)
         if task is None:
             # Mesos answers a kill of an unknown task with explicit reconciliation.
-            framework.send(reconcile_unknown(framework, task_id, None, self._agent().agent_id))
+            framework.send(reconcile_unknown(framework, task_id, None, set(self.agents)))
             return
-        if task.state in TERMINAL_STATES:
+        agent = self.agents.get(task.agent_id)
+        if task.state in TERMINAL_STATES or agent is None:
             return
-        self._agent().kill_task(framework.framework_id, task_id)
+        agent.link.kill_task(framework.framework_id, task_id)
 
     def _call_shutdown(self, framework: Framework, call: JSON) -> None:
-        executor_id = id_value(body_of(call, "shutdown"), "executor_id")
+        body = body_of(call, "shutdown")
+        executor_id = id_value(body, "executor_id")
+        agent_id = id_value(body, "agent_id")
         assert executor_id is not None
-        self._agent().shutdown_executor(framework.framework_id, executor_id)
+        agent = self.agents.get(agent_id or "")
+        if agent is not None:
+            agent.link.shutdown_executor(framework.framework_id, executor_id)
 
     def _call_acknowledge(self, framework: Framework, call: JSON) -> None:
         body = body_of(call, "acknowledge")
         task_id = id_value(body, "task_id")
-        id_value(body, "agent_id")
+        agent_id = id_value(body, "agent_id")
         if not isinstance(body.get("uuid"), str):
             raise CallError(400, "Expecting 'acknowledge.uuid' to be present")
         assert task_id is not None
-        acked = self._agent().acknowledge(framework.framework_id, task_id, body["uuid"])
-        if acked is not None and acked["state"] in TERMINAL_STATES:
+        agent = self.agents.get(agent_id or "")
+        if agent is not None:
+            agent.link.acknowledge(framework.framework_id, task_id, body["uuid"])
+        task = framework.tasks.get(task_id)
+        acked = task.unacked.pop(body["uuid"], None) if task is not None else None
+        if acked in TERMINAL_STATES:
             # The master forgets a task once its terminal update is acknowledged.
             done = framework.tasks.pop(task_id, None)
             if done is not None:
@@ -347,28 +381,28 @@ class Master:
         wanted = body_of(call, "reconcile", required=False).get("tasks", [])
         if not wanted:
             for task in framework.tasks.values():
-                framework.send(reconcile_known(task, self._agent().agent_id))
+                framework.send(reconcile_known(task, task.agent_id))
             return
         for item in wanted:
             task_id = id_value(item, "task_id")
             assert task_id is not None
             known = framework.tasks.get(task_id)
             if known is not None:
-                framework.send(reconcile_known(known, self._agent().agent_id))
+                framework.send(reconcile_known(known, known.agent_id))
             else:
                 agent_id = id_value(item, "agent_id", required=False)
-                framework.send(
-                    reconcile_unknown(framework, task_id, agent_id, self._agent().agent_id)
-                )
+                framework.send(reconcile_unknown(framework, task_id, agent_id, set(self.agents)))
 
     def _call_message(self, framework: Framework, call: JSON) -> None:
         body = body_of(call, "message")
         executor_id = id_value(body, "executor_id")
-        id_value(body, "agent_id")
+        agent_id = id_value(body, "agent_id")
         if not isinstance(body.get("data"), str):
             raise CallError(400, "Expecting 'message.data' to be present")
         assert executor_id is not None
-        self._agent().message_to_executor(framework.framework_id, executor_id, body["data"])
+        agent = self.agents.get(agent_id or "")
+        if agent is not None:
+            agent.link.message_to_executor(framework.framework_id, executor_id, body["data"])
 
     def _call_update_framework(self, framework: Framework, call: JSON) -> None:
         info = body_of(call, "update_framework").get("framework_info")
@@ -389,25 +423,33 @@ class Master:
     _call_acknowledge_operation_status = _call_reconcile_operations
 
     # ------------------------------------------------------- status and events
-    def _master_update(self, task_id: str, state: str, *, reason: str, message: str) -> JSON:
+    def _master_update(
+        self, task_id: str, state: str, *, reason: str, message: str, agent_id: str | None
+    ) -> JSON:
         status = task_status(
             task_id,
             state,
             source="SOURCE_MASTER",
-            agent_id=self._agent().agent_id,
+            agent_id=agent_id,
             reason=reason,
             message=message,
         )
         return event("UPDATE", {"status": status})
 
-    def forward_update(self, framework_id: str, status: JSON) -> None:
-        """Deliver an agent update to a scheduler (dropped while it is disconnected)."""
+    def forward_update(self, agent_id: str, framework_id: str, status: JSON) -> None:
+        """Deliver an agent's update to a scheduler (dropped while it is disconnected)."""
         framework = self._frameworks.get(framework_id)
-        if framework is not None:
-            framework.send(event("UPDATE", {"status": status}))
+        if framework is None:
+            return
+        task = framework.tasks.get(status["task_id"]["value"])
+        if task is not None and isinstance(status.get("uuid"), str):
+            task.unacked[status["uuid"]] = status["state"]
+        framework.send(event("UPDATE", {"status": status}))
 
-    def task_state_changed(self, framework_id: str, task_id: str, status: JSON) -> None:
-        """The agent learnt a task's new latest state (``status``, an update)."""
+    def task_state_changed(
+        self, agent_id: str, framework_id: str, task_id: str, status: JSON
+    ) -> None:
+        """An agent learnt a task's new latest state (``status``, an update)."""
         framework = self._frameworks.get(framework_id)
         task = framework.tasks.get(task_id) if framework is not None else None
         if task is not None:
@@ -415,24 +457,34 @@ class Master:
             task.statuses.append(trim_status(status))
             if task.state in TERMINAL_STATES:
                 self.wake.set()
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.task_state(framework_id, task_id, status["state"])
 
-    def executor_message(self, framework_id: str, executor_id: str, data: str) -> None:
+    def executor_message(
+        self, agent_id: str, framework_id: str, executor_id: str, data: str
+    ) -> None:
         """An executor's framework message, best effort as in Mesos."""
         framework = self._frameworks.get(framework_id)
         if framework is not None:
             body = {
-                "agent_id": {"value": self._agent().agent_id},
+                "agent_id": {"value": agent_id},
                 "executor_id": {"value": executor_id},
                 "data": data,
             }
             framework.send(event("MESSAGE", body))
 
-    def executor_terminated(self, framework_id: str, executor_id: str, status: int) -> None:
+    def executor_terminated(
+        self, agent_id: str, framework_id: str, executor_id: str, status: int
+    ) -> None:
         """Tell the scheduler an executor is gone (FAILURE event)."""
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.executor_gone(framework_id, executor_id)
         framework = self._frameworks.get(framework_id)
         if framework is not None:
             body = {
-                "agent_id": {"value": self._agent().agent_id},
+                "agent_id": {"value": agent_id},
                 "executor_id": {"value": executor_id},
                 "status": status,
             }
@@ -443,7 +495,9 @@ class Master:
     def _remove_framework(self, framework: Framework, why: str) -> None:
         logger.info("removing framework %s (%s)", framework.framework_id, why)
         self._allocator.remove_offers(framework)
-        self._agent().shutdown_framework(framework.framework_id)
+        for agent in self.agents.values():
+            agent.link.shutdown_framework(framework.framework_id)
+            agent.drop_framework(framework.framework_id)
         now = time.time()
         for task in framework.tasks.values():
             # As Mesos: the framework's tasks end TASK_KILLED in its completed tasks.
@@ -471,7 +525,13 @@ class Master:
             if framework.stream is not None and framework.next_heartbeat <= now:
                 framework.send(event("HEARTBEAT"))
                 framework.next_heartbeat = now + self.config.heartbeat_interval_s
-        self._allocator.allocate(self._agent(), now)
+        shares: dict[str, float] = {}
+        for agent in self.agents.values():
+            for framework_id in self._frameworks:
+                held = agent.framework_cpus(framework_id)
+                shares[framework_id] = shares.get(framework_id, 0.0) + held
+        for agent in self.agents.values():
+            self._allocator.allocate(agent, now, shares)
 
     # ---------------------------------------------------------- state endpoint
     def state_route(self, request: Request) -> Response:
@@ -482,7 +542,6 @@ class Master:
 
     def state(self) -> JSON:
         """The master's state as ``/master/state`` shows it (call with the lock held)."""
-        agent = self._agent()
         info = self.master_info()
         host = self.config.host
         return {
@@ -496,7 +555,7 @@ class Master:
             "pid": info["pid"],
             "hostname": info["hostname"],
             "capabilities": [],
-            "activated_slaves": 1.0,
+            "activated_slaves": float(len(self.agents)),
             "deactivated_slaves": 0.0,
             "unreachable_slaves": 0.0,
             "leader": info["pid"],
@@ -518,7 +577,9 @@ class Master:
                 "max_completed_tasks_per_framework": str(MAX_COMPLETED_TASKS),
                 "port": str(self.config.port),
             },
-            "slaves": [agent.summary(self._allocator.offered())],
+            "slaves": [
+                a.summary(self._allocator.offered(a.agent_id)) for a in self.agents.values()
+            ],
             "recovered_slaves": [],
             "frameworks": [self._framework_state(f) for f in self._frameworks.values()],
             "completed_frameworks": [self._framework_state(f) for f in self._completed_frameworks],
@@ -527,12 +588,14 @@ class Master:
         }
 
     def _framework_state(self, framework: Framework) -> JSON:
-        agent = self._agent()
         framework_id = framework.framework_id
         info = framework.info
         connected = framework.stream is not None
         removed = framework_id in self._completed
-        used = agent.framework_resources(framework_id) if not removed else Resources()
+        used = Resources()
+        if not removed:
+            for agent in self.agents.values():
+                used = used + agent.framework_resources(framework_id)
         offers = [] if removed else self._allocator.offers_of(framework_id)
         offered = Resources()
         for offer in offers:
@@ -565,14 +628,15 @@ class Master:
                 "id": offer.offer_id,
                 "framework_id": framework_id,
                 "allocation_info": {"role": "*"},
-                "slave_id": agent.agent_id,
+                "slave_id": offer.agent_id,
                 "resources": resources_object(offer.resources),
             }
             for offer in offers
         ]
-        executors = [] if removed else agent.executor_infos(framework_id)
         state["executors"] = [
-            {**executor_info_json(e), "slave_id": agent.agent_id} for e in executors
+            {**executor_info_json(e), "slave_id": agent.agent_id}
+            for agent in ([] if removed else self.agents.values())
+            for e in agent.executor_infos(framework_id)
         ]
         labels = info.get("labels")
         if isinstance(labels, dict):

@@ -14,7 +14,7 @@ from .protocol import JSON, CallError, id_value, validate_id
 from .resources import Resources
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from .agents import AgentRecord
 
 __all__ = ["check_task_shape", "validate_task"]
 
@@ -30,7 +30,7 @@ def check_task_shape(task: Any) -> None:
 
 
 def validate_task(
-    framework: Framework, task: JSON, pool: Resources, agent: Agent
+    framework: Framework, task: JSON, pool: Resources, agent: AgentRecord
 ) -> tuple[str | None, Resources, Resources]:
     """Mesos' task validation (master/validation.cpp), the parts that apply here.
 
