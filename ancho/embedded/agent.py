@@ -158,6 +158,48 @@ class Agent:
         self.agent_id = agent_id
         self.master_hostname = master_hostname
 
+    def registration(self) -> JSON:
+        """What a (re-)registration tells the master: this agent, its executors and
+        their live tasks, with their frameworks' infos (call with the lock held)."""
+        executors, tasks = [], []
+        for executor in self._executors.values():
+            if executor.state == "TERMINATED":
+                continue
+            executors.append(
+                {
+                    "framework_id": executor.framework_id,
+                    "executor_id": executor.executor_id,
+                    "info": executor.info,
+                    "resources": executor.resources.to_json(),
+                }
+            )
+            for task_id, task in executor.tasks.items():
+                tasks.append(
+                    {
+                        "framework_id": executor.framework_id,
+                        "framework_info": executor.framework_info,
+                        "executor_id": executor.executor_id,
+                        "task_id": task_id,
+                        "state": task.state,
+                        "info": task.info,
+                        "resources": task.resources.to_json(),
+                    }
+                )
+        return {
+            "agent_id": self.agent_id,
+            "hostname": self.config.host,
+            "port": self.config.port,
+            "resources": self.total.to_json(),
+            "executors": executors,
+            "tasks": tasks,
+        }
+
+    def registered(self) -> None:
+        """Just (re-)registered: re-send every unacknowledged update to the new master."""
+        now = time.time()
+        for framework_id in {e.framework_id for e in self._executors.values()}:
+            self.updates.resend(framework_id, now)
+
     @property
     def endpoint(self) -> str:
         """``host:port`` executors connect to."""

@@ -76,6 +76,7 @@ class Master:
         self.wake = wake
         self.master_id = str(uuid.uuid4())
         self.start_time = time.time()
+        self.elected_time = self.start_time
         self.agents: dict[str, AgentRecord] = {}
         self._next_agent = 0
         self._frameworks: dict[str, Framework] = {}
@@ -117,9 +118,114 @@ class Master:
         return agent_id
 
     def add_agent(self, record: AgentRecord) -> None:
-        """An agent registered (call with the lock held)."""
+        """An agent registered or re-registered (call with the lock held)."""
         self.agents[record.agent_id] = record
-        logger.info("agent %s at %s registered", record.agent_id, record.endpoint)
+        verb = "re-registered" if record.reregistered_time is not None else "registered"
+        logger.info("agent %s at %s %s", record.agent_id, record.endpoint, verb)
+        self.wake.set()
+
+    def agent_reregistered(self, record: AgentRecord, old: AgentRecord | None) -> None:
+        """A known agent re-registered with what it runs now: what it no longer has is
+        gone (TASK_LOST, or TASK_GONE for PARTITION_AWARE frameworks; FAILURE for
+        executors), as Mesos reconciles a re-registering agent."""
+        if old is not None:
+            for (framework_id, task_id), task in old.tasks.items():
+                if (framework_id, task_id) in record.tasks:
+                    continue
+                framework = self._frameworks.get(framework_id)
+                if framework is None or task.state in TERMINAL_STATES:
+                    continue
+                state = "TASK_GONE" if framework.partition_aware else "TASK_LOST"
+                status = task_status(
+                    task_id, state, source="SOURCE_MASTER", agent_id=record.agent_id,
+                    executor_id=task.executor_id, reason="REASON_RECONCILIATION",
+                    message="Reconciliation: task is unknown to the agent",
+                )  # fmt: skip
+                task.state = state
+                task.statuses.append(trim_status(status))
+                framework.tasks.pop(task_id, None)
+                framework.completed_tasks.append(task)
+                framework.send(event("UPDATE", {"status": status}))
+            for framework_id, executor_id in old.executors:
+                framework = self._frameworks.get(framework_id)
+                if (framework_id, executor_id) not in record.executors and framework:
+                    body = {
+                        "agent_id": {"value": record.agent_id},
+                        "executor_id": {"value": executor_id},
+                    }
+                    framework.send(event("FAILURE", body))
+        self.add_agent(record)
+
+    def recovered_task(self, agent_id: str, item: JSON) -> Task | None:
+        """A live task a re-registering agent reports: the master's record of it.
+
+        After a master failover the task's framework may not have re-subscribed yet:
+        as Mesos does, the master then keeps the framework (from the FrameworkInfo the
+        agent reports) as disconnected, and removes it if it does not re-subscribe
+        within its failover timeout.
+        """
+        framework_id = item["framework_id"]
+        if framework_id in self._completed:
+            return None
+        framework = self._frameworks.get(framework_id)
+        if framework is None:
+            info = dict(item["framework_info"], id={"value": framework_id})
+            timeout = float(info.get("failover_timeout", 0.0))
+            framework = Framework(framework_id, info, registered_time=time.time())
+            framework.failover_deadline = time.time() + timeout
+            self._frameworks[framework_id] = framework
+            logger.info("framework %s recovered from agent %s", framework_id, agent_id)
+        task = framework.tasks.get(item["task_id"])
+        if task is None:
+            task = Task(
+                item["task_id"], item.get("executor_id"), item["state"],
+                info=item.get("info") or {}, agent_id=agent_id,
+                resources=Resources.from_json(item.get("resources", [])),
+            )  # fmt: skip
+            framework.tasks[task.task_id] = task
+        task.state, task.agent_id = item["state"], agent_id
+        return task
+
+    def remove_agent(self, agent_id: str, why: str, *, unreachable: bool = False) -> None:
+        """Forget an agent: its offers go, its live tasks are lost and its executors'
+        frameworks get FAILURE events, as Mesos reports an agent it removes or marks
+        unreachable (TASK_UNREACHABLE for PARTITION_AWARE frameworks, else TASK_LOST)."""
+        agent = self.agents.pop(agent_id, None)
+        if agent is None:
+            return
+        logger.warning("agent %s removed: %s", agent_id, why)
+        self._allocator.remove_agent_offers(agent_id)
+        reason = "REASON_AGENT_UNREACHABLE" if unreachable else "REASON_AGENT_REMOVED"
+        for (framework_id, task_id), task in agent.tasks.items():
+            framework = self._frameworks.get(framework_id)
+            if framework is None:
+                continue
+            state = "TASK_UNREACHABLE" if framework.partition_aware else "TASK_LOST"
+            if not unreachable:
+                state = "TASK_GONE" if framework.partition_aware else "TASK_LOST"
+            status = task_status(
+                task_id, state, source="SOURCE_MASTER", agent_id=agent_id,
+                executor_id=task.executor_id, reason=reason,
+                message=f"Agent {agent_id} {why}",
+            )  # fmt: skip
+            task.state = state
+            task.statuses.append(trim_status(status))
+            framework.send(event("UPDATE", {"status": status}))
+            if not unreachable:
+                framework.tasks.pop(task_id, None)
+                framework.completed_tasks.append(task)
+        touched: set[str] = set()
+        for framework_id, executor_id in agent.executors:
+            framework = self._frameworks.get(framework_id)
+            if framework is not None:
+                body = {"agent_id": {"value": agent_id}, "executor_id": {"value": executor_id}}
+                framework.send(event("FAILURE", body))
+                touched.add(framework_id)
+        for framework_id in touched:  # and the agent itself is lost (Mesos' slaveLost)
+            self._frameworks[framework_id].send(event("FAILURE", {"agent_id": {"value": agent_id}}))
+        close = getattr(agent.link, "close", None)
+        if close is not None:
+            close()
         self.wake.set()
 
     # --------------------------------------------------------------------- HTTP
@@ -550,7 +656,7 @@ class Master:
             "build_time": 0,
             "build_user": "ancho",
             "start_time": self.start_time,
-            "elected_time": self.start_time,
+            "elected_time": self.elected_time,
             "id": self.master_id,
             "pid": info["pid"],
             "hostname": info["hostname"],
