@@ -187,22 +187,27 @@ class Master:
         return task
 
     def remove_agent(self, agent_id: str, why: str, *, unreachable: bool = False) -> None:
-        """Forget an agent: its offers go, its live tasks are lost and its executors'
-        frameworks get FAILURE events, as Mesos reports an agent it removes or marks
-        unreachable (TASK_UNREACHABLE for PARTITION_AWARE frameworks, else TASK_LOST)."""
+        """Forget an agent as Mesos' master removes one (``__removeSlave``): its offers
+        go, each live task ends TASK_UNREACHABLE (PARTITION_AWARE frameworks, when
+        unreachable), TASK_GONE_BY_OPERATOR (PARTITION_AWARE, removed) or TASK_LOST,
+        with REASON_SLAVE_REMOVED, and each framework that ran there gets a FAILURE
+        event naming the agent (pymesos' ``slaveLost``)."""
         agent = self.agents.pop(agent_id, None)
         if agent is None:
             return
         logger.warning("agent %s removed: %s", agent_id, why)
         self._allocator.remove_agent_offers(agent_id)
-        reason = "REASON_AGENT_UNREACHABLE" if unreachable else "REASON_AGENT_REMOVED"
+        touched = {framework_id for framework_id, _ in agent.executors}
         for (framework_id, task_id), task in agent.tasks.items():
             framework = self._frameworks.get(framework_id)
             if framework is None:
                 continue
-            state = "TASK_UNREACHABLE" if framework.partition_aware else "TASK_LOST"
-            if not unreachable:
-                state = "TASK_GONE" if framework.partition_aware else "TASK_LOST"
+            touched.add(framework_id)
+            state, reason = "TASK_LOST", "REASON_SLAVE_REMOVED"
+            if framework.partition_aware and unreachable:
+                state = "TASK_UNREACHABLE"
+            elif framework.partition_aware:
+                state, reason = "TASK_GONE_BY_OPERATOR", "REASON_SLAVE_REMOVED_BY_OPERATOR"
             status = task_status(
                 task_id, state, source="SOURCE_MASTER", agent_id=agent_id,
                 executor_id=task.executor_id, reason=reason,
@@ -210,19 +215,13 @@ class Master:
             )  # fmt: skip
             task.state = state
             task.statuses.append(trim_status(status))
+            framework.tasks.pop(task_id, None)
+            framework.completed_tasks.append(task)
             framework.send(event("UPDATE", {"status": status}))
-            if not unreachable:
-                framework.tasks.pop(task_id, None)
-                framework.completed_tasks.append(task)
-        touched: set[str] = set()
-        for framework_id, executor_id in agent.executors:
+        for framework_id in sorted(touched):
             framework = self._frameworks.get(framework_id)
             if framework is not None:
-                body = {"agent_id": {"value": agent_id}, "executor_id": {"value": executor_id}}
-                framework.send(event("FAILURE", body))
-                touched.add(framework_id)
-        for framework_id in touched:  # and the agent itself is lost (Mesos' slaveLost)
-            self._frameworks[framework_id].send(event("FAILURE", {"agent_id": {"value": agent_id}}))
+                framework.send(event("FAILURE", {"agent_id": {"value": agent_id}}))
         close = getattr(agent.link, "close", None)
         if close is not None:
             close()
