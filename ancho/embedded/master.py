@@ -78,6 +78,8 @@ class Master:
         self.start_time = time.time()
         self.elected_time = self.start_time
         self.agents: dict[str, AgentRecord] = {}
+        #: Agents removed as unreachable: they may come back (Mesos allows it).
+        self._unreachable: set[str] = set()
         self._next_agent = 0
         self._frameworks: dict[str, Framework] = {}
         self._completed: set[str] = set()
@@ -154,15 +156,20 @@ class Master:
                         "executor_id": {"value": executor_id},
                     }
                     framework.send(event("FAILURE", body))
+        self._unreachable.discard(record.agent_id)
         self.add_agent(record)
 
     def recovered_task(self, agent_id: str, item: JSON) -> Task | None:
-        """A live task a re-registering agent reports: the master's record of it.
+        """A live task a re-registering agent reports: the master's record of it, or
+        None when the task is not to be kept.
 
         After a master failover the task's framework may not have re-subscribed yet:
-        as Mesos does, the master then keeps the framework (from the FrameworkInfo the
-        agent reports) as disconnected, and removes it if it does not re-subscribe
-        within its failover timeout.
+        the master then keeps the framework (from the FrameworkInfo the agent reports)
+        as disconnected. As in Mesos 1.11 its failover timeout is not known to a new
+        master (MESOS-4659): a framework that never re-subscribes is not removed, and
+        its tasks run on, orphaned. An agent that was removed as unreachable and comes
+        back keeps only the tasks of PARTITION_AWARE frameworks; the others' are shut
+        down (Mesos tells the agent to shut those frameworks down).
         """
         framework_id = item["framework_id"]
         if framework_id in self._completed:
@@ -170,11 +177,11 @@ class Master:
         framework = self._frameworks.get(framework_id)
         if framework is None:
             info = dict(item["framework_info"], id={"value": framework_id})
-            timeout = float(info.get("failover_timeout", 0.0))
             framework = Framework(framework_id, info, registered_time=time.time())
-            framework.failover_deadline = time.time() + timeout
             self._frameworks[framework_id] = framework
             logger.info("framework %s recovered from agent %s", framework_id, agent_id)
+        if agent_id in self._unreachable and not framework.partition_aware:
+            return None
         task = framework.tasks.get(item["task_id"])
         if task is None:
             task = Task(
@@ -196,6 +203,8 @@ class Master:
         if agent is None:
             return
         logger.warning("agent %s removed: %s", agent_id, why)
+        if unreachable:
+            self._unreachable.add(agent_id)
         self._allocator.remove_agent_offers(agent_id)
         touched = {framework_id for framework_id, _ in agent.executors}
         for (framework_id, task_id), task in agent.tasks.items():

@@ -47,10 +47,16 @@ _TIMEOUT_S = 5.0
 _QUEUE_LIMIT = 10_000
 
 
-def post(address: str, path: str, message: JSON, timeout: float = _TIMEOUT_S) -> tuple[int, Any]:
-    """POST one JSON message; return (status, decoded body or None). Raises OSError."""
+def post(
+    address: str, path: str, message: JSON, *, source: str | None = None,
+    timeout: float = _TIMEOUT_S,
+) -> tuple[int, Any]:  # fmt: skip
+    """POST one JSON message from the address ``source`` (each node's own, as on a real
+    network, so partitions between addresses apply); return (status, decoded body or
+    None). Raises OSError."""
     host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    bind = (source, 0) if source else None
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout, source_address=bind)
     try:
         body = json.dumps(message).encode()
         conn.request("POST", path, body, {"Content-Type": "application/json"})
@@ -75,9 +81,10 @@ def _json_response(status: int, body: Any = None) -> Response:
 class _Sender:
     """One peer's outbound messages, in order, on one thread; dropped when unreachable."""
 
-    def __init__(self, name: str, target: Callable[[], str | None], path: str) -> None:
+    def __init__(self, name: str, target: Callable[[], str | None], path: str, source: str) -> None:
         self._target = target
         self._path = path
+        self._source = source
         self._queue: queue.Queue[JSON | None] = queue.Queue(_QUEUE_LIMIT)
         self.on_status: Callable[[JSON, int], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -98,7 +105,7 @@ class _Sender:
             if address is None:
                 continue  # no peer (no leading master): dropped, as libprocess would
             try:
-                status, _ = post(address, self._path, message)
+                status, _ = post(address, self._path, message, source=self._source)
             except OSError as exc:
                 logger.debug("%s to %s dropped: %s", message.get("type"), address, exc)
                 continue
@@ -110,9 +117,11 @@ class _Sender:
 class HttpAgentLink:
     """The master's link to an agent process."""
 
-    def __init__(self, agent_id: str, endpoint: str) -> None:
+    def __init__(self, agent_id: str, endpoint: str, source: str) -> None:
         self.endpoint = endpoint
-        self._sender = _Sender(f"ancho-master-to-{agent_id}", lambda: self.endpoint, AGENT_PATH)
+        self._sender = _Sender(
+            f"ancho-master-to-{agent_id}", lambda: self.endpoint, AGENT_PATH, source
+        )
 
     def close(self) -> None:
         self._sender.close()
@@ -225,7 +234,7 @@ class MasterEndpoint:
             hostname,
             port,
             Resources.from_json(message["resources"]),
-            HttpAgentLink(agent_id, endpoint),
+            HttpAgentLink(agent_id, endpoint, master.config.host),
             registered_time=old.registered_time if old is not None else now,
             reregistered_time=now if reregister else None,
         )
@@ -237,12 +246,18 @@ class MasterEndpoint:
                 Resources.from_json(item["resources"]),
             )
             record.executors[(executor.framework_id, executor.executor_id)] = executor
+        dropped: set[str] = set()
         for item in message.get("tasks", []):
             if item["state"] in TERMINAL_STATES:
                 continue
             task = master.recovered_task(agent_id, item)
             if task is not None:
                 record.tasks[(item["framework_id"], task.task_id)] = task
+            else:
+                dropped.add(item["framework_id"])
+        for framework_id in dropped:
+            record.drop_framework(framework_id)
+            record.link.shutdown_framework(framework_id)
         if reregister:
             master.agent_reregistered(record, old)
         else:
@@ -264,7 +279,9 @@ class HttpMasterLink:
         self._agent = agent
         self._leader = leader
         self._registered_with: str | None = None
-        self._sender = _Sender("ancho-agent-to-master", self._target, MASTER_PATH)
+        self._sender = _Sender(
+            "ancho-agent-to-master", self._target, MASTER_PATH, agent.config.host
+        )
         self._sender.on_status = self._answered
 
     def _target(self) -> str | None:
@@ -292,7 +309,7 @@ class HttpMasterLink:
             message = agent.registration()
         message["type"] = "REREGISTER" if agent.agent_id else "REGISTER"
         try:
-            status, body = post(leader, MASTER_PATH, message)
+            status, body = post(leader, MASTER_PATH, message, source=agent.config.host)
         except OSError as exc:
             logger.debug("registering with %s failed: %s", leader, exc)
             return False

@@ -133,3 +133,40 @@ def test_a_killed_leader_is_replaced_and_the_running_task_keeps_running(
     ]
     # Offers flow again from the new leader.
     recorder.new_offer(after=offers_before, timeout=30)
+
+
+def test_a_partitioned_agent_is_unreachable_then_comes_back_with_partition_aware_tasks(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    cluster = make_cluster(agent_ping_timeout_s=0.3, max_agent_ping_timeouts=5)
+    cluster.start(agents=1, masters=1, cpus=1, mem_mb=512)
+    classic = _framework(cluster, drivers)
+    aware = _framework(cluster, drivers, capabilities=[{"type": "PARTITION_AWARE"}])
+    offer, classic_running = _launch(classic, drivers[0], "classic-task")
+    _, aware_running = _launch(aware, drivers[1], "aware-task")
+    agent_id = offer["agent_id"]["value"]
+
+    cluster.partition(agent_id, seconds=4.0)  # dropped in the kernel, healed after 4 s
+    classic.wait_status("classic-task", "TASK_LOST", timeout=30)
+    aware.wait_status("aware-task", "TASK_UNREACHABLE", timeout=30)
+    # Healed, the agent re-registers under its id: the partition-aware task is known
+    # (and running) again; the classic framework's executor is shut down.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        agents = cluster.status()["agents"]
+        if agents[0]["registered"]:
+            break
+        time.sleep(0.2)
+    assert agents[0]["id"] == agent_id and agents[0]["registered"]
+    drivers[1].reconcileTasks([{"task_id": {"value": "aware-task"}}])
+    aware.wait(
+        "status",
+        lambda s: s["task_id"]["value"] == "aware-task" and s["state"] == "TASK_RUNNING"
+        and s.get("reason") == "REASON_RECONCILIATION",
+        timeout=30,
+    )  # fmt: skip
+    assert alive(running_report(aware_running)["pid"])
+    deadline = time.monotonic() + 30
+    while alive(running_report(classic_running)["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(running_report(classic_running)["pid"])
