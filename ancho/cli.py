@@ -42,6 +42,29 @@ class ParamType(click.ParamType):  # type: ignore[type-arg]
             self.fail(exc.message, param, ctx)
 
 
+class MasterType(click.ParamType):  # type: ignore[type-arg]
+    """``--master``: ``embedded``, ``HOST:PORT`` or ``zk://HOST:PORT[,…]/PATH``."""
+
+    name = "MASTER"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Check the form; the master itself is reached later."""
+        text = str(value)
+        if text == "embedded":
+            return text
+        if text.startswith("zk://"):
+            from .embedded.election import ZkUrl
+
+            try:
+                return str(ZkUrl.parse(text))
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        host, _, port = text.rpartition(":")
+        if host and port.isdigit() and 0 < int(port) < 65536 and "/" not in text:
+            return text
+        self.fail(f"{text!r} is not embedded, HOST:PORT or zk://HOSTS/PATH", param, ctx)
+
+
 def _store(url: str | None) -> Store:
     return open_store(url)
 
@@ -89,6 +112,8 @@ def cli() -> None:
 @click.option("--executors", type=click.IntRange(min=1), help="At most this many executors.")
 @store_option
 @click.option("--containerizer", type=click.Choice(["process", "docker"]))
+@click.option("--master", default="embedded", show_default=True, type=MasterType(),
+              help="embedded, HOST:PORT or zk://HOSTS/mesos (e.g. ancho cluster's).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print exactly the summary JSON.")
 def run(
     target: str,
@@ -98,6 +123,7 @@ def run(
     executors: int | None,
     store_url: str | None,
     containerizer: str | None,
+    master: str,
     as_json: bool,
 ) -> None:
     """Run a model on this machine (embedded cluster, SQLite, Spark local[*])."""
@@ -115,7 +141,9 @@ def run(
         stream.flush()
 
     work_dir = Path(".ancho")
-    record = run_local(spec, store, work_dir=work_dir, on_created=created, progress=sys.stderr)
+    record = run_local(
+        spec, store, work_dir=work_dir, on_created=created, progress=sys.stderr, master=master
+    )
     doc = summary_document(record, store.get_summary(record.id))
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -170,7 +198,7 @@ def submit(
 
 
 @cli.command()
-@click.option("--master", default="embedded", show_default=True,
+@click.option("--master", default="embedded", show_default=True, type=MasterType(),
               help="embedded, HOST:PORT or zk://HOSTS/mesos.")  # fmt: skip
 @store_option
 @click.option("--bind", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve.")
@@ -416,6 +444,15 @@ def user_revoke(name: str, store_url: str | None) -> None:
 
     revoke_user(_store(store_url), name)
     click.echo(f"user {name} revoked")
+
+
+def _add_cluster_commands() -> None:
+    from .cluster.cli import cluster
+
+    cli.add_command(cluster)
+
+
+_add_cluster_commands()
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

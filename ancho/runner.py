@@ -7,6 +7,7 @@ executors write to the store; Spark computes the summary.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -108,9 +109,12 @@ def run_local(
     work_dir: Path,
     on_created: Callable[[RunRecord], None] | None = None,
     progress: TextIO | None = None,
+    master: str = "embedded",
 ) -> RunRecord:
-    """Run ``spec`` to a terminal state on the embedded cluster; return the stored run.
+    """Run ``spec`` to a terminal state; return the stored run.
 
+    ``master``: ``embedded`` (a one-node cluster in this process), or the Mesos master
+    to use (``HOST:PORT`` or ``zk://HOSTS/mesos``, e.g. ``ancho cluster``'s).
     ``on_created(run)`` is called once the run is stored (the CLI prints its id then).
     Ctrl-C kills the run and waits for it to end.
     """
@@ -145,9 +149,11 @@ def run_local(
     )
     bar = ProgressBar(progress, run.sequences) if progress is not None else None
     try:
-        containerizers = (ProcessContainerizer(), DockerContainerizer())
-        with EmbeddedCluster(work_dir / "mesos", containerizers=containerizers) as cluster:
-            master = cluster.start()
+        with contextlib.ExitStack() as stack:
+            if master == "embedded":
+                containerizers = (ProcessContainerizer(), DockerContainerizer())
+                cluster = EmbeddedCluster(work_dir / "mesos", containerizers=containerizers)
+                master = stack.enter_context(cluster).start()
             service = SchedulerService(store, master, launch, job, config_from_env(), 60.0)
             service.start()
             try:

@@ -16,12 +16,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .containerizer import Container, Containerizer, ContainerSpec, LaunchError
 from .fetcher import Fetcher, FetchError
 from .http import EventStream, Request, Response, StreamResponse
-from .master import Master
 from .protocol import (
     JSON,
     MESOS_VERSION,
@@ -37,6 +36,9 @@ from .protocol import (
 from .resources import Resources
 from .state import framework_info_fields, resources_object, task_info_json, task_json, trim_status
 from .updates import StatusUpdateManager
+
+if TYPE_CHECKING:
+    from .agents import MasterLink
 
 __all__ = ["Agent", "AgentConfig"]
 
@@ -150,16 +152,20 @@ class Agent:
     def __init__(
         self,
         config: AgentConfig,
-        master: Master,
         containerizer: Containerizer,
+        lock: threading.RLock,
+        agent_id: str = "",
     ) -> None:
         self.config = config
-        self.master = master
-        self.lock = master.lock
+        self.lock = lock
         self.containerizer = containerizer
-        self.agent_id = f"{master.master_id}-S0"
+        #: Given by the master when the agent registers.
+        self.agent_id = agent_id
+        #: How the agent reaches its master; set when it registers (see :meth:`attach`).
+        self.master: MasterLink = _NoMaster()
+        self.master_hostname = ""
         self.total = config.total
-        self.updates = StatusUpdateManager(config.status_update_retry_s, master.forward_update)
+        self.updates = StatusUpdateManager(config.status_update_retry_s, self._forward)
         self._executors: dict[tuple[str, str], _Executor] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -171,6 +177,57 @@ class Agent:
         # Mesos' default --fetcher_cache_dir is outside its work dir; ours is inside,
         # so that one cluster's cache goes away with it.
         self.fetcher = Fetcher(config.work_dir / "fetch")
+
+    def _forward(self, framework_id: str, status: JSON) -> None:
+        self.master.forward_update(framework_id, status)
+
+    def attach(self, master: MasterLink, agent_id: str, master_hostname: str) -> None:
+        """Registered: the link to the master and the id it gave this agent."""
+        self.master = master
+        self.agent_id = agent_id
+        self.master_hostname = master_hostname
+
+    def registration(self) -> JSON:
+        """What a (re-)registration tells the master: this agent, its executors and
+        their live tasks, with their frameworks' infos (call with the lock held)."""
+        executors, tasks = [], []
+        for executor in self._executors.values():
+            if executor.state == "TERMINATED":
+                continue
+            executors.append(
+                {
+                    "framework_id": executor.framework_id,
+                    "executor_id": executor.executor_id,
+                    "info": executor.info,
+                    "resources": executor.resources.to_json(),
+                }
+            )
+            for task_id, task in executor.tasks.items():
+                tasks.append(
+                    {
+                        "framework_id": executor.framework_id,
+                        "framework_info": executor.framework_info,
+                        "executor_id": executor.executor_id,
+                        "task_id": task_id,
+                        "state": task.state,
+                        "info": task.info,
+                        "resources": task.resources.to_json(),
+                    }
+                )
+        return {
+            "agent_id": self.agent_id,
+            "hostname": self.config.host,
+            "port": self.config.port,
+            "resources": self.total.to_json(),
+            "executors": executors,
+            "tasks": tasks,
+        }
+
+    def registered(self) -> None:
+        """Just (re-)registered: re-send every unacknowledged update to the new master."""
+        now = time.time()
+        for framework_id in {e.framework_id for e in self._executors.values()}:
+            self.updates.resend(framework_id, now)
 
     @property
     def endpoint(self) -> str:
@@ -187,7 +244,6 @@ class Agent:
             "attributes": [],
         }
 
-    # -------------------------------------------------------- master's queries
     def used_resources(self) -> Resources:
         """Resources held by live executors and their non-terminal tasks."""
         used = Resources()
@@ -196,40 +252,6 @@ class Agent:
             for task in executor.tasks.values():
                 if task.state not in TERMINAL_STATES:
                     used = used + task.resources
-        return used
-
-    def framework_cpus(self, framework_id: str) -> float:
-        """Cpus a framework's executors and tasks hold (for fair allocation)."""
-        total = 0.0
-        for executor in self._executors.values():
-            if executor.framework_id == framework_id:
-                total += executor.resources.scalar("cpus")
-                total += sum(
-                    t.resources.scalar("cpus")
-                    for t in executor.tasks.values()
-                    if t.state not in TERMINAL_STATES
-                )
-        return total
-
-    def executor_ids(self, framework_id: str) -> list[str]:
-        """Ids of a framework's live executors."""
-        return [e.executor_id for e in self._executors.values() if e.framework_id == framework_id]
-
-    def executor_info(self, framework_id: str, executor_id: str) -> JSON | None:
-        """The ExecutorInfo of a live executor (None when there is none)."""
-        executor = self._executors.get((framework_id, executor_id))
-        return executor.info if executor is not None else None
-
-    def executor_infos(self, framework_id: str) -> list[JSON]:
-        """The ExecutorInfos of a framework's live executors."""
-        return [e.info for e in self._executors.values() if e.framework_id == framework_id]
-
-    def framework_resources(self, framework_id: str) -> Resources:
-        """What a framework's executors and their live tasks hold."""
-        used = Resources()
-        for executor in self._executors.values():
-            if executor.framework_id == framework_id:
-                used = used + _allocated(executor)
         return used
 
     # ------------------------------------------------------- master's commands
@@ -670,26 +692,6 @@ class Agent:
             body = json.dumps(self.state())
         return Response(200, body.encode(), "application/json")
 
-    def summary(self, offered: Resources) -> JSON:
-        """The agent as the master's ``/master/state`` lists it in ``slaves``."""
-        return {
-            "id": self.agent_id,
-            "hostname": self.config.host,
-            "port": self.config.port,
-            "attributes": {},
-            "pid": f"slave(1)@{self.endpoint}",
-            "registered_time": self.start_time,
-            "resources": resources_object(self.total),
-            "used_resources": resources_object(self.used_resources()),
-            "offered_resources": resources_object(offered),
-            "reserved_resources": {},
-            "unreserved_resources": resources_object(self.total),
-            "active": True,
-            "deactivated": False,
-            "version": MESOS_VERSION,
-            "capabilities": [],
-        }
-
     def state(self) -> JSON:
         """The agent's state as its ``/state`` shows it (call with the lock held)."""
         host = self.config.host
@@ -713,7 +715,7 @@ class Agent:
             "unreserved_resources_allocated": resources_object(self.used_resources()),
             "resource_providers": [],
             "attributes": {},
-            "master_hostname": self.master.config.host,
+            "master_hostname": self.master_hostname,
             "flags": {
                 "authenticate_http_executors": "false",
                 "authenticate_http_readonly": "false",
@@ -794,6 +796,23 @@ class Agent:
             if executor.container is not None:
                 executor.container.signal(signal.SIGKILL)
         return list(self._threads)
+
+
+class _NoMaster:
+    """The link of an agent not registered yet: what it would tell a master is dropped
+    (status updates stay queued and are re-sent once it registers)."""
+
+    def task_state_changed(self, framework_id: str, task_id: str, status: JSON) -> None:
+        pass
+
+    def forward_update(self, framework_id: str, status: JSON) -> None:
+        pass
+
+    def executor_message(self, framework_id: str, executor_id: str, data: str) -> None:
+        pass
+
+    def executor_terminated(self, framework_id: str, executor_id: str, status: int) -> None:
+        pass
 
 
 def _allocated(executor: _Executor) -> Resources:

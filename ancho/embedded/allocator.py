@@ -16,7 +16,7 @@ from .protocol import JSON, event
 from .resources import Resources
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from .agents import AgentRecord
 
 __all__ = ["Allocator", "Offer"]
 
@@ -35,6 +35,7 @@ class Offer:
     resources: Resources
     #: When Mesos' --offer_timeout rescinds it (None: never).
     expires: float | None = None
+    agent_id: str = ""
 
 
 class Allocator:
@@ -63,20 +64,21 @@ class Allocator:
     # ------------------------------------------------------------ scheduler calls
     def decline(self, framework: Framework, offer_ids: list[Any], filters: Any) -> None:
         """DECLINE: drop the framework's named offers and filter their resources."""
-        declined = Resources()
         for offer_id in offer_ids:
             offer = self._offers.get(offer_id.get("value", ""))
             if offer is not None and offer.framework_id == framework.framework_id:
-                declined = declined + offer.resources
+                agent_id = offer.agent_id
                 self._remove_offer(offer)
-        self.add_filter(framework, declined, filters)
+                self.add_filter(framework, offer.resources, filters, agent_id=agent_id)
 
-    def take(self, framework: Framework, offer_ids: list[Any]) -> tuple[Resources, str | None]:
-        """ACCEPT: consume the named offers; return their pooled resources and a problem.
+    def take(self, framework: Framework, offer_ids: list[Any]) -> tuple[Resources, str | None, str]:
+        """ACCEPT: consume the named offers; return their pooled resources, a problem
+        and the agent they are on.
 
         Every valid offer is consumed even when another is not, as in Mesos: the
         problem (the last one found) then invalidates the whole call and the pooled
-        resources simply become available again.
+        resources simply become available again. Offers of different agents cannot
+        be pooled.
         """
         pool = Resources()
         problem: str | None = None
@@ -94,13 +96,22 @@ class Allocator:
             seen.add(value)
         if not offer_ids:
             problem = "No offers specified"
+        agents = {offer.agent_id for offer in offers}
+        if len(agents) > 1:
+            problem = "Aggregated offers must belong to one single agent"
         for offer in offers:
             pool = pool + offer.resources
             self._remove_offer(offer)
-        return pool, problem
+        return pool, problem, offers[0].agent_id if offers else ""
 
     def add_filter(
-        self, framework: Framework, refused: Resources, filters: Any, only_if_given: bool = False
+        self,
+        framework: Framework,
+        refused: Resources,
+        filters: Any,
+        only_if_given: bool = False,
+        *,
+        agent_id: str,
     ) -> None:
         """Refuse ``refused`` to the framework for ``filters.refuse_seconds``.
 
@@ -113,18 +124,19 @@ class Allocator:
         if isinstance(filters, dict) and isinstance(filters.get("refuse_seconds"), int | float):
             seconds = float(filters["refuse_seconds"])
         if seconds > 0 and not refused.is_empty():
-            framework.filters.append(OfferFilter(refused, time.time() + seconds))
+            framework.filters.append(OfferFilter(refused, time.time() + seconds, agent_id))
 
     # ----------------------------------------------------------------- offers
     def offers_of(self, framework_id: str) -> list[Offer]:
         """The framework's outstanding offers (for the state endpoint)."""
         return [o for o in self._offers.values() if o.framework_id == framework_id]
 
-    def offered(self) -> Resources:
-        """Everything offered and not yet accepted or declined."""
+    def offered(self, agent_id: str | None = None) -> Resources:
+        """Everything offered (on ``agent_id``, or anywhere) not yet accepted or declined."""
         total = Resources()
         for offer in self._offers.values():
-            total = total + offer.resources
+            if agent_id is None or offer.agent_id == agent_id:
+                total = total + offer.resources
         return total
 
     def remove_offers(self, framework: Framework) -> None:
@@ -143,11 +155,14 @@ class Allocator:
         """
         expired = [o for o in self._offers.values() if o.expires is not None and o.expires <= now]
         for offer in expired:
-            framework = self._frameworks.get(offer.framework_id)
-            if framework is not None:
-                framework.send(event("RESCIND", {"offer_id": {"value": offer.offer_id}}))
-            self._remove_offer(offer)
+            self._rescind(offer)
         return bool(expired)
+
+    def _rescind(self, offer: Offer) -> None:
+        framework = self._frameworks.get(offer.framework_id)
+        if framework is not None:
+            framework.send(event("RESCIND", {"offer_id": {"value": offer.offer_id}}))
+        self._remove_offer(offer)
 
     def _remove_offer(self, offer: Offer) -> None:
         self._offers.pop(offer.offer_id, None)
@@ -155,9 +170,17 @@ class Allocator:
         if framework is not None:
             framework.offers.discard(offer.offer_id)
 
-    def allocate(self, agent: Agent, now: float) -> None:
-        """Offer the agent's unallocated resources to the neediest eligible framework."""
-        available = agent.total - agent.used_resources() - self.offered()
+    def remove_agent_offers(self, agent_id: str) -> None:
+        """Rescind every outstanding offer on an agent (removed or unreachable)."""
+        for offer in [o for o in self._offers.values() if o.agent_id == agent_id]:
+            self._rescind(offer)
+
+    def allocate(self, agent: AgentRecord, now: float, shares: dict[str, float]) -> None:
+        """Offer the agent's unallocated resources to the neediest eligible framework.
+
+        ``shares``: the cpus each framework holds across the cluster.
+        """
+        available = agent.total - agent.used_resources() - self.offered(agent.agent_id)
         if available.scalar("cpus") < _MIN_CPUS and available.scalar("mem") < _MIN_MEM_MB:
             return
         candidates: list[tuple[float, str, Framework]] = []
@@ -165,27 +188,32 @@ class Allocator:
             framework.filters = [f for f in framework.filters if f.expires > now]
             if framework.stream is None or framework.suppressed:
                 continue
-            if any(f.resources.contains(available) for f in framework.filters):
+            if any(
+                f.agent_id == agent.agent_id and f.resources.contains(available)
+                for f in framework.filters
+            ):
                 continue
-            share = agent.framework_cpus(framework.framework_id)
+            share = shares.get(framework.framework_id, 0.0)
             candidates.append((share, framework.framework_id, framework))
         if not candidates:
             return
-        # Dominant-resource fairness reduced to cpus on one agent: least used first.
+        # Dominant-resource fairness reduced to cpus: the least served framework first.
         framework = min(candidates, key=lambda c: (c[0], c[1]))[2]
         offer_id = f"{self._master_id}-O{self._next_offer}"
         self._next_offer += 1
         timeout = self._offer_timeout_s
         expires = now + timeout if timeout is not None else None
-        self._offers[offer_id] = Offer(offer_id, framework.framework_id, available, expires)
+        self._offers[offer_id] = Offer(
+            offer_id, framework.framework_id, available, expires, agent.agent_id
+        )
         framework.offers.add(offer_id)
         offer_json = self._offer_json(agent, offer_id, framework.framework_id, available)
         framework.send(event("OFFERS", {"offers": [offer_json]}))
 
     def _offer_json(
-        self, agent: Agent, offer_id: str, framework_id: str, resources: Resources
+        self, agent: AgentRecord, offer_id: str, framework_id: str, resources: Resources
     ) -> JSON:
-        host, port = self._host, self._port
+        host, port = agent.hostname, agent.port
         return {
             "id": {"value": offer_id},
             "framework_id": {"value": framework_id},

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .agent import Agent, AgentConfig
+from .agents import AgentRecord, LocalAgentLink, LocalMasterLink
 from .containerizer import CompositeContainerizer, Containerizer, ProcessContainerizer
 from .http import HttpServer, Request, Response, Route, StreamResponse
 from .master import Master, MasterConfig
@@ -126,10 +127,13 @@ class EmbeddedCluster:
                 executor_registration_timeout_s=self._registration_timeout_s,
                 executor_heartbeat_interval_s=self._executor_heartbeat_s,
             ),
-            master,
             self._containerizer,
+            self._lock,
         )
-        master.agent = agent
+        # One node: the agent registers with its master by direct calls.
+        agent_id = master.new_agent_id()
+        agent.attach(LocalMasterLink(master, agent_id), agent_id, host)
+        master.add_agent(AgentRecord(agent_id, host, port, agent.total, LocalAgentLink(agent)))
         routes.update(
             {
                 "/version": self._version,

@@ -27,6 +27,7 @@ class OfferFilter:
 
     resources: Resources
     expires: float
+    agent_id: str = ""  # filters refuse resources of one agent, as in Mesos
 
 
 @dataclass(slots=True)
@@ -41,6 +42,8 @@ class Task:
     agent_id: str = ""
     resources: Resources = field(default_factory=Resources)
     statuses: list[JSON] = field(default_factory=list)
+    #: The state of each update forwarded to the scheduler and not yet acknowledged.
+    unacked: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -41,6 +41,7 @@ class Request:
     path: str
     headers: Message
     body: bytes
+    target: str = ""  # the path with its query, as requested
 
 
 @dataclass(slots=True)
@@ -142,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             result: Response | StreamResponse = Response(404, b"No such endpoint\n")
         else:
             try:
-                result = route(Request(self.command, path, self.headers, body))
+                result = route(Request(self.command, path, self.headers, body, self.path))
             except Exception:
                 logger.exception("error handling %s %s", self.command, path)
                 result = Response(500, b"Internal error\n")

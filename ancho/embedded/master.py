@@ -1,10 +1,11 @@
 """The master half: scheduler API, framework lifecycle, launches and task state.
 
 Offers live in :mod:`.allocator`, task validation in :mod:`.validation`, the
-per-framework records in :mod:`.frameworks` and reconciliation answers in
-:mod:`.reconciliation`; this module routes scheduler calls to them and to the agent.
+per-framework records in :mod:`.frameworks`, the master's account of each agent in
+:mod:`.agents` and reconciliation answers in :mod:`.reconciliation`; this module
+routes scheduler calls to them and, through each agent's link, to the agents.
 
-All state is guarded by the cluster lock (shared with the agent); HTTP routes take
+All state is guarded by the cluster lock (shared with an in-process agent); HTTP routes take
 it, the cluster's ticker thread takes it for periodic work. Events to schedulers are
 queued on their :class:`EventStream`, never written under the lock.
 """
@@ -20,8 +21,8 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .agents import AgentRecord, ExecutorRecord
 from .allocator import Allocator
 from .auth import CHALLENGE, authenticate
 from .frameworks import MAX_COMPLETED_FRAMEWORKS, MAX_COMPLETED_TASKS, Framework, Task
@@ -49,9 +50,6 @@ from .state import (
     trim_status,
 )
 from .validation import parse_scheduler_call, validate_call, validate_task, validate_update
-
-if TYPE_CHECKING:
-    from .agent import Agent
 
 __all__ = ["Master", "MasterConfig"]
 
@@ -81,7 +79,11 @@ class Master:
         self.wake = wake
         self.master_id = str(uuid.uuid4())
         self.start_time = time.time()
-        self.agent: Agent | None = None
+        self.elected_time = self.start_time
+        self.agents: dict[str, AgentRecord] = {}
+        #: Agents removed as unreachable: they may come back (Mesos allows it).
+        self._unreachable: set[str] = set()
+        self._next_agent = 0
         self._frameworks: dict[str, Framework] = {}
         self._completed: set[str] = set()
         self._completed_frameworks: deque[Framework] = deque(maxlen=MAX_COMPLETED_FRAMEWORKS)
@@ -114,9 +116,129 @@ class Master:
             "address": {"hostname": host, "ip": host, "port": port},
         }
 
-    def _agent(self) -> Agent:
-        assert self.agent is not None, "agent not attached"
-        return self.agent
+    # ------------------------------------------------------------------- agents
+    def new_agent_id(self) -> str:
+        """The id for the next agent to register: ``<master id>-S<n>``, as in Mesos."""
+        agent_id = f"{self.master_id}-S{self._next_agent}"
+        self._next_agent += 1
+        return agent_id
+
+    def add_agent(self, record: AgentRecord) -> None:
+        """An agent registered or re-registered (call with the lock held)."""
+        self.agents[record.agent_id] = record
+        verb = "re-registered" if record.reregistered_time is not None else "registered"
+        logger.info("agent %s at %s %s", record.agent_id, record.endpoint, verb)
+        self.wake.set()
+
+    def agent_reregistered(self, record: AgentRecord, old: AgentRecord | None) -> None:
+        """A known agent re-registered with what it runs now: what it no longer has is
+        gone (TASK_LOST, or TASK_GONE for PARTITION_AWARE frameworks; FAILURE for
+        executors), as Mesos reconciles a re-registering agent."""
+        if old is not None:
+            for (framework_id, task_id), task in old.tasks.items():
+                if (framework_id, task_id) in record.tasks:
+                    continue
+                framework = self._frameworks.get(framework_id)
+                if framework is None or task.state in TERMINAL_STATES:
+                    continue
+                state = "TASK_GONE" if framework.partition_aware else "TASK_LOST"
+                status = task_status(
+                    task_id, state, source="SOURCE_MASTER", agent_id=record.agent_id,
+                    executor_id=task.executor_id, reason="REASON_RECONCILIATION",
+                    message="Reconciliation: task is unknown to the agent",
+                )  # fmt: skip
+                task.state = state
+                task.statuses.append(trim_status(status))
+                framework.tasks.pop(task_id, None)
+                framework.completed_tasks.append(task)
+                framework.send(event("UPDATE", {"status": status}))
+            for framework_id, executor_id in old.executors:
+                framework = self._frameworks.get(framework_id)
+                if (framework_id, executor_id) not in record.executors and framework:
+                    body = {
+                        "agent_id": {"value": record.agent_id},
+                        "executor_id": {"value": executor_id},
+                    }
+                    framework.send(event("FAILURE", body))
+        self._unreachable.discard(record.agent_id)
+        self.add_agent(record)
+
+    def recovered_task(self, agent_id: str, item: JSON) -> Task | None:
+        """A live task a re-registering agent reports: the master's record of it, or
+        None when the task is not to be kept.
+
+        After a master failover the task's framework may not have re-subscribed yet:
+        the master then keeps the framework (from the FrameworkInfo the agent reports)
+        as disconnected. As in Mesos 1.11 its failover timeout is not known to a new
+        master (MESOS-4659): a framework that never re-subscribes is not removed, and
+        its tasks run on, orphaned. An agent that was removed as unreachable and comes
+        back keeps only the tasks of PARTITION_AWARE frameworks; the others' are shut
+        down (Mesos tells the agent to shut those frameworks down).
+        """
+        framework_id = item["framework_id"]
+        if framework_id in self._completed:
+            return None
+        framework = self._frameworks.get(framework_id)
+        if framework is None:
+            info = dict(item["framework_info"], id={"value": framework_id})
+            framework = Framework(framework_id, info, registered_time=time.time())
+            self._frameworks[framework_id] = framework
+            logger.info("framework %s recovered from agent %s", framework_id, agent_id)
+        if agent_id in self._unreachable and not framework.partition_aware:
+            return None
+        task = framework.tasks.get(item["task_id"])
+        if task is None:
+            task = Task(
+                item["task_id"], item.get("executor_id"), item["state"],
+                info=item.get("info") or {}, agent_id=agent_id,
+                resources=Resources.from_json(item.get("resources", [])),
+            )  # fmt: skip
+            framework.tasks[task.task_id] = task
+        task.state, task.agent_id = item["state"], agent_id
+        return task
+
+    def remove_agent(self, agent_id: str, why: str, *, unreachable: bool = False) -> None:
+        """Forget an agent as Mesos' master removes one (``__removeSlave``): its offers
+        go, each live task ends TASK_UNREACHABLE (PARTITION_AWARE frameworks, when
+        unreachable), TASK_GONE_BY_OPERATOR (PARTITION_AWARE, removed) or TASK_LOST,
+        with REASON_SLAVE_REMOVED, and each framework that ran there gets a FAILURE
+        event naming the agent (pymesos' ``slaveLost``)."""
+        agent = self.agents.pop(agent_id, None)
+        if agent is None:
+            return
+        logger.warning("agent %s removed: %s", agent_id, why)
+        if unreachable:
+            self._unreachable.add(agent_id)
+        self._allocator.remove_agent_offers(agent_id)
+        touched = {framework_id for framework_id, _ in agent.executors}
+        for (framework_id, task_id), task in agent.tasks.items():
+            framework = self._frameworks.get(framework_id)
+            if framework is None:
+                continue
+            touched.add(framework_id)
+            state, reason = "TASK_LOST", "REASON_SLAVE_REMOVED"
+            if framework.partition_aware and unreachable:
+                state = "TASK_UNREACHABLE"
+            elif framework.partition_aware:
+                state, reason = "TASK_GONE_BY_OPERATOR", "REASON_SLAVE_REMOVED_BY_OPERATOR"
+            status = task_status(
+                task_id, state, source="SOURCE_MASTER", agent_id=agent_id,
+                executor_id=task.executor_id, reason=reason,
+                message=f"Agent {agent_id} {why}",
+            )  # fmt: skip
+            task.state = state
+            task.statuses.append(trim_status(status))
+            framework.tasks.pop(task_id, None)
+            framework.completed_tasks.append(task)
+            framework.send(event("UPDATE", {"status": status}))
+        for framework_id in sorted(touched):
+            framework = self._frameworks.get(framework_id)
+            if framework is not None:
+                framework.send(event("FAILURE", {"agent_id": {"value": agent_id}}))
+        close = getattr(agent.link, "close", None)
+        if close is not None:
+            close()
+        self.wake.set()
 
     # --------------------------------------------------------------------- HTTP
     def handle(self, request: Request) -> Response | StreamResponse:
@@ -247,7 +369,8 @@ class Master:
                     },
                 )
             )
-            self._agent().updates.resend(framework_id, now)
+            for agent in self.agents.values():
+                agent.link.resend_updates(framework_id)
         self.wake.set()
         return response
 
@@ -311,8 +434,11 @@ class Master:
             else:
                 logger.warning("ignoring unsupported offer operation %s", operation.get("type"))
         # Offer validation first: one bad offer invalidates the whole call.
-        pool, problem = self._allocator.take(framework, body.get("offer_ids", []))
-        if problem is not None:
+        pool, problem, agent_id = self._allocator.take(framework, body.get("offer_ids", []))
+        agent = self.agents.get(agent_id)
+        if problem is None and agent is None:
+            problem = f"Agent {agent_id} is no longer registered"
+        if problem is not None or agent is None:
             state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"
             for task in launches:
                 framework.send(
@@ -321,33 +447,46 @@ class Master:
                         state,
                         reason="REASON_INVALID_OFFERS",
                         message=f"Task launched with invalid offers: {problem}",
+                        agent_id=agent_id or None,
                     )
                 )
             self.wake.set()
             return
         for task in launches:
-            pool = self._launch(framework, task, pool)
-        self._allocator.add_filter(framework, pool, body.get("filters"), only_if_given=True)
+            pool = self._launch(framework, task, pool, agent)
+        self._allocator.add_filter(
+            framework, pool, body.get("filters"), only_if_given=True, agent_id=agent.agent_id
+        )
         self.wake.set()
 
-    def _launch(self, framework: Framework, task: JSON, pool: Resources) -> Resources:
+    def _launch(
+        self, framework: Framework, task: JSON, pool: Resources, agent: AgentRecord
+    ) -> Resources:
         task_id = task["task_id"]["value"]
-        agent = self._agent()
         error, task_resources, executor_resources = validate_task(framework, task, pool, agent)
         if error is not None:
             framework.send(
                 self._master_update(
-                    task_id, "TASK_ERROR", reason="REASON_TASK_INVALID", message=error
+                    task_id,
+                    "TASK_ERROR",
+                    reason="REASON_TASK_INVALID",
+                    message=error,
+                    agent_id=agent.agent_id,
                 )
             )
             return pool
         executor = task["executor"]
         executor_id = executor["executor_id"]["value"]
-        framework.tasks[task_id] = Task(
+        record = Task(
             task_id, executor_id, "TASK_STAGING", info=task, agent_id=agent.agent_id,
             resources=task_resources,
         )  # fmt: skip
-        agent.launch_task(framework.info, executor, task, task_resources, executor_resources)
+        framework.tasks[task_id] = record
+        framework_id = framework.framework_id
+        running_as = dict(executor, framework_id={"value": framework_id})
+        executor_record = ExecutorRecord(framework_id, executor_id, running_as, executor_resources)
+        agent.task_launched(framework_id, record, executor_record)
+        agent.link.launch_task(framework.info, executor, task, task_resources, executor_resources)
         return pool - task_resources - executor_resources
 
     def _call_kill(self, framework: Framework, call: JSON) -> None:
@@ -355,21 +494,28 @@ class Master:
         task = framework.tasks.get(task_id)
         if task is None:
             # Mesos answers a kill of an unknown task with explicit reconciliation.
-            framework.send(reconcile_unknown(framework, task_id, None, self._agent().agent_id))
+            framework.send(reconcile_unknown(framework, task_id, None, set(self.agents)))
             return
-        if task.state in TERMINAL_STATES:
+        agent = self.agents.get(task.agent_id)
+        if task.state in TERMINAL_STATES or agent is None:
             return
-        self._agent().kill_task(framework.framework_id, task_id)
+        agent.link.kill_task(framework.framework_id, task_id)
 
     def _call_shutdown(self, framework: Framework, call: JSON) -> None:
         executor_id = call["shutdown"]["executor_id"]["value"]
-        self._agent().shutdown_executor(framework.framework_id, executor_id)
+        agent = self.agents.get(call["shutdown"]["agent_id"]["value"])
+        if agent is not None:
+            agent.link.shutdown_executor(framework.framework_id, executor_id)
 
     def _call_acknowledge(self, framework: Framework, call: JSON) -> None:
         body = call["acknowledge"]
         task_id = body["task_id"]["value"]
-        acked = self._agent().acknowledge(framework.framework_id, task_id, body["uuid"])
-        if acked is not None and acked["state"] in TERMINAL_STATES:
+        agent = self.agents.get(body["agent_id"]["value"])
+        if agent is not None:
+            agent.link.acknowledge(framework.framework_id, task_id, body["uuid"])
+        task = framework.tasks.get(task_id)
+        acked = task.unacked.pop(body["uuid"], None) if task is not None else None
+        if acked in TERMINAL_STATES:
             # The master forgets a task once its terminal update is acknowledged.
             done = framework.tasks.pop(task_id, None)
             if done is not None:
@@ -379,23 +525,23 @@ class Master:
         wanted = call["reconcile"].get("tasks", [])
         if not wanted:
             for task in framework.tasks.values():
-                framework.send(reconcile_known(task, self._agent().agent_id))
+                framework.send(reconcile_known(task, task.agent_id))
             return
         for item in wanted:
             task_id = item["task_id"]["value"]
             known = framework.tasks.get(task_id)
             if known is not None:
-                framework.send(reconcile_known(known, self._agent().agent_id))
+                framework.send(reconcile_known(known, known.agent_id))
             else:
                 agent_id = item.get("agent_id", {}).get("value")
-                framework.send(
-                    reconcile_unknown(framework, task_id, agent_id, self._agent().agent_id)
-                )
+                framework.send(reconcile_unknown(framework, task_id, agent_id, set(self.agents)))
 
     def _call_message(self, framework: Framework, call: JSON) -> None:
         body = call["message"]
         executor_id = body["executor_id"]["value"]
-        self._agent().message_to_executor(framework.framework_id, executor_id, body["data"])
+        agent = self.agents.get(body["agent_id"]["value"])
+        if agent is not None:
+            agent.link.message_to_executor(framework.framework_id, executor_id, body["data"])
 
     def _call_update_framework(self, framework: Framework, call: JSON) -> Response:
         info = call["update_framework"]["framework_info"]
@@ -418,25 +564,33 @@ class Master:
     _call_acknowledge_operation_status = _call_reconcile_operations
 
     # ------------------------------------------------------- status and events
-    def _master_update(self, task_id: str, state: str, *, reason: str, message: str) -> JSON:
+    def _master_update(
+        self, task_id: str, state: str, *, reason: str, message: str, agent_id: str | None
+    ) -> JSON:
         status = task_status(
             task_id,
             state,
             source="SOURCE_MASTER",
-            agent_id=self._agent().agent_id,
+            agent_id=agent_id,
             reason=reason,
             message=message,
         )
         return event("UPDATE", {"status": status})
 
-    def forward_update(self, framework_id: str, status: JSON) -> None:
-        """Deliver an agent update to a scheduler (dropped while it is disconnected)."""
+    def forward_update(self, agent_id: str, framework_id: str, status: JSON) -> None:
+        """Deliver an agent's update to a scheduler (dropped while it is disconnected)."""
         framework = self._frameworks.get(framework_id)
-        if framework is not None:
-            framework.send(event("UPDATE", {"status": status}))
+        if framework is None:
+            return
+        task = framework.tasks.get(status["task_id"]["value"])
+        if task is not None and isinstance(status.get("uuid"), str):
+            task.unacked[status["uuid"]] = status["state"]
+        framework.send(event("UPDATE", {"status": status}))
 
-    def task_state_changed(self, framework_id: str, task_id: str, status: JSON) -> None:
-        """The agent learnt a task's new latest state (``status``, an update)."""
+    def task_state_changed(
+        self, agent_id: str, framework_id: str, task_id: str, status: JSON
+    ) -> None:
+        """An agent learnt a task's new latest state (``status``, an update)."""
         framework = self._frameworks.get(framework_id)
         task = framework.tasks.get(task_id) if framework is not None else None
         if task is not None:
@@ -444,24 +598,34 @@ class Master:
             task.statuses.append(trim_status(status))
             if task.state in TERMINAL_STATES:
                 self.wake.set()
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.task_state(framework_id, task_id, status["state"])
 
-    def executor_message(self, framework_id: str, executor_id: str, data: str) -> None:
+    def executor_message(
+        self, agent_id: str, framework_id: str, executor_id: str, data: str
+    ) -> None:
         """An executor's framework message, best effort as in Mesos."""
         framework = self._frameworks.get(framework_id)
         if framework is not None:
             body = {
-                "agent_id": {"value": self._agent().agent_id},
+                "agent_id": {"value": agent_id},
                 "executor_id": {"value": executor_id},
                 "data": data,
             }
             framework.send(event("MESSAGE", body))
 
-    def executor_terminated(self, framework_id: str, executor_id: str, status: int) -> None:
+    def executor_terminated(
+        self, agent_id: str, framework_id: str, executor_id: str, status: int
+    ) -> None:
         """Tell the scheduler an executor is gone (FAILURE event)."""
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.executor_gone(framework_id, executor_id)
         framework = self._frameworks.get(framework_id)
         if framework is not None:
             body = {
-                "agent_id": {"value": self._agent().agent_id},
+                "agent_id": {"value": agent_id},
                 "executor_id": {"value": executor_id},
                 "status": status,
             }
@@ -472,7 +636,9 @@ class Master:
     def _remove_framework(self, framework: Framework, why: str) -> None:
         logger.info("removing framework %s (%s)", framework.framework_id, why)
         self._allocator.remove_offers(framework)
-        self._agent().shutdown_framework(framework.framework_id)
+        for agent in self.agents.values():
+            agent.link.shutdown_framework(framework.framework_id)
+            agent.drop_framework(framework.framework_id)
         now = time.time()
         for task in framework.tasks.values():
             # As Mesos: the framework's tasks end TASK_KILLED in its completed tasks.
@@ -501,7 +667,13 @@ class Master:
                 framework.send(event("HEARTBEAT"))
                 framework.next_heartbeat = now + self.config.heartbeat_interval_s
         self._allocator.rescind_expired(now)
-        self._allocator.allocate(self._agent(), now)
+        shares: dict[str, float] = {}
+        for agent in self.agents.values():
+            for framework_id in self._frameworks:
+                held = agent.framework_cpus(framework_id)
+                shares[framework_id] = shares.get(framework_id, 0.0) + held
+        for agent in self.agents.values():
+            self._allocator.allocate(agent, now, shares)
 
     # ---------------------------------------------------------- state endpoint
     def state_route(self, request: Request) -> Response:
@@ -512,7 +684,6 @@ class Master:
 
     def state(self) -> JSON:
         """The master's state as ``/master/state`` shows it (call with the lock held)."""
-        agent = self._agent()
         info = self.master_info()
         host = self.config.host
         return {
@@ -521,12 +692,12 @@ class Master:
             "build_time": 0,
             "build_user": "ancho",
             "start_time": self.start_time,
-            "elected_time": self.start_time,
+            "elected_time": self.elected_time,
             "id": self.master_id,
             "pid": info["pid"],
             "hostname": info["hostname"],
             "capabilities": [],
-            "activated_slaves": 1.0,
+            "activated_slaves": float(len(self.agents)),
             "deactivated_slaves": 0.0,
             "unreachable_slaves": 0.0,
             "leader": info["pid"],
@@ -549,7 +720,9 @@ class Master:
                 "port": str(self.config.port),
                 **self._optional_flags(),
             },
-            "slaves": [agent.summary(self._allocator.offered())],
+            "slaves": [
+                a.summary(self._allocator.offered(a.agent_id)) for a in self.agents.values()
+            ],
             "recovered_slaves": [],
             "frameworks": [self._framework_state(f) for f in self._frameworks.values()],
             "completed_frameworks": [self._framework_state(f) for f in self._completed_frameworks],
@@ -566,12 +739,14 @@ class Master:
         return flags
 
     def _framework_state(self, framework: Framework) -> JSON:
-        agent = self._agent()
         framework_id = framework.framework_id
         info = framework.info
         connected = framework.stream is not None
         removed = framework_id in self._completed
-        used = agent.framework_resources(framework_id) if not removed else Resources()
+        used = Resources()
+        if not removed:
+            for agent in self.agents.values():
+                used = used + agent.framework_resources(framework_id)
         offers = [] if removed else self._allocator.offers_of(framework_id)
         offered = Resources()
         for offer in offers:
@@ -604,14 +779,15 @@ class Master:
                 "id": offer.offer_id,
                 "framework_id": framework_id,
                 "allocation_info": {"role": "*"},
-                "slave_id": agent.agent_id,
+                "slave_id": offer.agent_id,
                 "resources": resources_object(offer.resources),
             }
             for offer in offers
         ]
-        executors = [] if removed else agent.executor_infos(framework_id)
         state["executors"] = [
-            {**executor_info_json(e), "slave_id": agent.agent_id} for e in executors
+            {**executor_info_json(e), "slave_id": agent.agent_id}
+            for agent in ([] if removed else self.agents.values())
+            for e in agent.executor_infos(framework_id)
         ]
         labels = info.get("labels")
         if isinstance(labels, dict):

@@ -19,7 +19,7 @@ from .protocol import JSON, CallError, id_value, is_uuid, validate_id
 from .resources import Resources
 
 if TYPE_CHECKING:
-    from .agent import Agent
+    from .agents import AgentRecord
 
 __all__ = ["parse_scheduler_call", "validate_call", "validate_task", "validate_update"]
 
@@ -123,7 +123,7 @@ def validate_update(old: JSON, new: JSON) -> str | None:
 
 
 def validate_task(
-    framework: Framework, task: JSON, pool: Resources, agent: Agent
+    framework: Framework, task: JSON, pool: Resources, agent: AgentRecord
 ) -> tuple[str | None, Resources, Resources]:
     """Mesos' task validation (master/validation.cpp), the parts that apply here.
 

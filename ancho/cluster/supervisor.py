@@ -1,0 +1,388 @@
+"""``ancho cluster``: start, inspect, break and stop a development cluster on loopback.
+
+A cluster lives in a folder (``.ancho/cluster`` by default) holding ``cluster.json``,
+the record of every process it started (role, address, pid, command line, folder),
+and each process's folder with its log. Every command reads that record, so ``status``,
+``kill``, ``partition`` and ``stop`` work from any shell; ``stop`` is idempotent and
+leaves no process behind (executors included: they run in sandboxes under the
+agents' folders, and anything whose working directory is inside the cluster's folder
+is killed).
+
+Addresses (all loopback): ZooKeeper ``127.0.0.1:<zk port>``; master ``i`` at
+``127.0.0.<1+i>:<master port>``; agent ``i`` at ``127.0.0.<11+i>:<agent port>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClusterError
+from .partition import Endpoint, heal, partition
+from .zookeeper import ZooKeeperNode, four_letter_word
+
+RECORD = "cluster.json"
+_START_TIMEOUT_S = 60.0
+
+
+@dataclass(slots=True)
+class Member:
+    """One process of the cluster."""
+
+    role: str  # zookeeper | master | agent | healer
+    address: str
+    folder: str
+    argv: list[str] = field(default_factory=list)
+    pid: int = 0
+    cpus: float = 0.0
+    mem_mb: int = 0
+
+
+@dataclass(slots=True)
+class Layout:
+    """Where the cluster's processes listen."""
+
+    zk_port: int = 2181
+    master_port: int = 5050
+    agent_port: int = 5051
+    #: Master flags (tests make them small); Mesos' defaults otherwise.
+    agent_ping_timeout_s: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    containerizers: str = "process,docker"
+
+
+def alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _get_json(address: str, path: str, timeout: float = 2.0) -> Any:
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Cluster:
+    """The cluster recorded in ``folder``."""
+
+    def __init__(self, folder: Path, layout: Layout | None = None) -> None:
+        self.folder = Path(folder).resolve()
+        self.layout = layout or Layout()
+        self.members: list[Member] = []
+        self._load()
+
+    # ------------------------------------------------------------------ record
+    def _load(self) -> None:
+        path = self.folder / RECORD
+        if path.is_file():
+            data = json.loads(path.read_text("utf-8"))
+            self.members = [Member(**m) for m in data["members"]]
+            self.layout = Layout(**data["layout"])
+
+    def _save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        data = {"layout": asdict(self.layout), "members": [asdict(m) for m in self.members]}
+        tmp = self.folder / (RECORD + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1), "utf-8")
+        tmp.replace(self.folder / RECORD)
+
+    def of(self, role: str) -> list[Member]:
+        return [m for m in self.members if m.role == role]
+
+    @property
+    def zk_url(self) -> str:
+        return f"zk://127.0.0.1:{self.layout.zk_port}/mesos"
+
+    # ------------------------------------------------------------------- start
+    def start(
+        self, *, agents: int = 3, masters: int = 1, cpus: float | None = None,
+        mem_mb: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Start ZooKeeper, the masters and the agents; return once every agent is
+        registered with the leading master."""
+        if any(alive(m.pid) for m in self.members):
+            raise ClusterError(
+                f"a cluster is already running from {self.folder} "
+                "(`ancho cluster status`, `ancho cluster stop`)"
+            )
+        if not 1 <= masters <= 9 or not 1 <= agents <= 200:
+            raise ClusterError("--masters must be 1-9 and --agents 1-200")
+        self.members = []
+        per_cpus = cpus if cpus is not None else max(0.1, (os.cpu_count() or 1) / agents)
+        per_mem = mem_mb if mem_mb is not None else max(256, (_total_mem_mb() - 1024) // agents)
+        try:
+            self._start_zookeeper()
+            for i in range(masters):
+                self._start(self._master_member(i))
+            for i in range(agents):
+                self._start(self._agent_member(i, per_cpus, per_mem))
+            self._save()
+            self.wait_registered(agents)
+        except BaseException:
+            self._save()
+            self.stop()
+            raise
+        return self.status()
+
+    def _start_zookeeper(self) -> None:
+        folder = self.folder / "zookeeper"
+        node = ZooKeeperNode(folder, port=self.layout.zk_port)
+        node.start()
+        member = Member("zookeeper", node.address, str(folder), pid=node.pid or 0)
+        self.members.append(member)
+
+    def _master_member(self, i: int) -> Member:
+        ip = f"127.0.0.{1 + i}"
+        folder = self.folder / f"master-{i}"
+        argv = [
+            sys.executable, "-m", "ancho.embedded.node", "master",
+            "--ip", ip, "--port", str(self.layout.master_port), "--work-dir", str(folder),
+            "--zk", self.zk_url,
+            "--agent-ping-timeout", str(self.layout.agent_ping_timeout_s),
+            "--max-agent-ping-timeouts", str(self.layout.max_agent_ping_timeouts),
+        ]  # fmt: skip
+        return Member("master", f"{ip}:{self.layout.master_port}", str(folder), argv)
+
+    def _agent_member(self, i: int, cpus: float, mem_mb: int) -> Member:
+        ip = f"127.0.0.{11 + i}"
+        folder = self.folder / f"agent-{i}"
+        argv = [
+            sys.executable, "-m", "ancho.embedded.node", "agent",
+            "--ip", ip, "--port", str(self.layout.agent_port), "--work-dir", str(folder),
+            "--master", self.zk_url, "--cpus", f"{cpus:g}", "--mem-mb", str(mem_mb),
+            "--containerizers", self.layout.containerizers,
+        ]  # fmt: skip
+        return Member(
+            "agent", f"{ip}:{self.layout.agent_port}", str(folder), argv, cpus=cpus, mem_mb=mem_mb
+        )
+
+    def _start(self, member: Member, *, append: bool = True) -> None:
+        folder = Path(member.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        log = open(folder / f"{member.role}.log", "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            process = subprocess.Popen(
+                member.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=folder,
+            )  # fmt: skip
+        finally:
+            log.close()
+        member.pid = process.pid
+        if append:
+            self.members.append(member)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ClusterError(
+                    f"the {member.role} at {member.address} exited with {process.returncode}"
+                    f" while starting; see {folder / (member.role + '.log')}"
+                )
+            try:
+                _get_json(member.address, "/version", timeout=0.5)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise ClusterError(f"the {member.role} at {member.address} did not start in time")
+
+    def leader(self) -> str | None:
+        """The leading master's address (None when there is none)."""
+        for master in self.of("master"):
+            if not alive(master.pid):
+                continue
+            try:
+                state = _get_json(master.address, "/master/state")
+            except OSError:
+                continue
+            pid = str(state.get("leader") or "")
+            if pid.startswith("master@"):
+                return pid.removeprefix("master@")
+        return None
+
+    def wait_registered(self, agents: int, timeout: float = _START_TIMEOUT_S) -> None:
+        """Wait until the leading master lists ``agents`` registered agents."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if leader is not None:
+                try:
+                    if len(_get_json(leader, "/master/state")["slaves"]) >= agents:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise ClusterError(f"{agents} agents did not all register within {timeout:.0f} s")
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        """The contract's ``ancho cluster status`` JSON."""
+        leader = self.leader()
+        registered: dict[str, str] = {}
+        if leader is not None:
+            try:
+                for agent in _get_json(leader, "/master/state")["slaves"]:
+                    registered[f"{agent['hostname']}:{agent['port']}"] = agent["id"]
+            except OSError:
+                pass
+        zookeeper = next(iter(self.of("zookeeper")), None)
+        return {
+            "master": self.zk_url,
+            "masters": [
+                {
+                    "address": m.address,
+                    "pid": m.pid if alive(m.pid) else None,
+                    "leader": m.address == leader,
+                }
+                for m in self.of("master")
+            ],
+            "agents": [
+                {
+                    "id": registered.get(a.address),
+                    "address": a.address,
+                    "pid": a.pid if alive(a.pid) else None,
+                    "registered": a.address in registered,
+                    "resources": {"cpus": a.cpus, "mem_mb": a.mem_mb},
+                }
+                for a in self.of("agent")
+            ],
+            "zookeeper": None
+            if zookeeper is None
+            else {
+                "address": zookeeper.address,
+                "pid": zookeeper.pid if alive(zookeeper.pid) else None,
+            },
+            "cassandra": None,
+            "spark": None,
+        }
+
+    # ---------------------------------------------------------- kill / restart
+    def find(self, kind: str, target: str | None) -> Member:
+        """The member ``kill`` names: ``agent ID``, ``leader``, ``master ADDRESS``,
+        ``zookeeper``."""
+        if kind == "zookeeper":
+            found = self.of("zookeeper")
+        elif kind == "leader":
+            leader = self.leader()
+            found = [m for m in self.of("master") if m.address == leader]
+        elif kind == "master":
+            found = [m for m in self.of("master") if m.address == target]
+        elif kind == "agent":
+            ids = {a["address"]: a["id"] for a in self.status()["agents"]}
+            found = [a for a in self.of("agent") if target in (ids.get(a.address), a.address)]
+        else:
+            raise ClusterError(f"cannot kill {kind!r}: agent ID, leader, master ADDRESS, zookeeper")
+        if not found:
+            raise ClusterError(f"no {kind} {target or ''} in the cluster at {self.folder}".strip())
+        return found[0]
+
+    def kill(self, kind: str, target: str | None = None, *, restart: bool = False) -> Member:
+        """SIGKILL a member's process; with ``restart``, start it again as it was."""
+        member = self.find(kind, target)
+        if alive(member.pid):
+            os.killpg(member.pid, signal.SIGKILL)
+            _wait_dead(member.pid)
+        if restart:
+            if member.role == "zookeeper":
+                node = ZooKeeperNode(Path(member.folder), port=self.layout.zk_port)
+                node.start()
+                member.pid = node.pid or 0
+            else:
+                self._start(member, append=False)
+        self._save()
+        return member
+
+    # --------------------------------------------------------------- partition
+    def partition(self, agent: str, seconds: float | None = None) -> None:
+        """Drop all traffic between an agent and the masters (for ``seconds``)."""
+        member = self.find("agent", agent)
+        tag = self._tag(member)
+        masters = [Endpoint.parse(m.address) for m in self.of("master")]
+        partition(tag, [Endpoint.parse(member.address)], masters)
+        if seconds is not None:
+            code = (
+                "import time, sys; time.sleep(float(sys.argv[1])); "
+                "from ancho.cluster.partition import heal; heal(sys.argv[2])"
+            )
+            healer = subprocess.Popen(
+                [sys.executable, "-c", code, str(seconds), tag],
+                start_new_session=True, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            self.members.append(Member("healer", member.address, str(self.folder), pid=healer.pid))
+            self._save()
+
+    def _tag(self, member: Member) -> str:
+        return f"{abs(hash(str(self.folder))) % 10**8}-{member.address}"
+
+    # -------------------------------------------------------------------- stop
+    def stop(self) -> None:
+        """Stop everything this cluster started (idempotent); heal its partitions."""
+        order = {"healer": 0, "agent": 1, "master": 2, "zookeeper": 3}
+        for member in sorted(self.members, key=lambda m: order.get(m.role, 9)):
+            if alive(member.pid):
+                try:
+                    os.killpg(member.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 10.0
+        for member in self.members:
+            _wait_dead(member.pid, max(0.0, deadline - time.monotonic()))
+            if alive(member.pid):
+                os.killpg(member.pid, signal.SIGKILL)
+                _wait_dead(member.pid)
+        for member in self.of("agent"):
+            heal(self._tag(member))
+        for pid in processes_under(self.folder):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        self.members = []
+        if self.folder.exists():
+            self._save()
+
+
+def processes_under(folder: Path) -> list[int]:
+    """Processes whose working directory is inside ``folder`` (executors in sandboxes)."""
+    found = []
+    root = str(Path(folder).resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + "/")) and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # our own child: reap it
+        time.sleep(0.05)
+
+
+def _total_mem_mb() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 2048
+
+
+__all__ = ["Cluster", "Layout", "Member", "alive", "four_letter_word", "processes_under"]

@@ -1,0 +1,172 @@
+"""How the multi-process cluster fails, as Mesos 1.11 fails, seen by unmodified pymesos:
+a dead agent is marked unreachable after agent_ping_timeout times
+max_agent_ping_timeouts, and a killed leader is replaced by a standby that frameworks
+and agents find through ZooKeeper, with the running task still running."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from embedded.conftest import Recorder, framework_info, make_task, running_report
+from pymesos import MesosSchedulerDriver
+
+from ancho.cluster.supervisor import Cluster, Layout, alive
+
+from .conftest import free_port
+
+
+class Lost(Recorder):
+    def slaveLost(self, driver: Any, agent_id: Any) -> None:
+        self._add("agent_lost", agent_id)
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Any]:
+    made: list[Cluster] = []
+
+    def make(**layout: Any) -> Cluster:
+        cluster = Cluster(
+            tmp_path / "cluster",
+            Layout(zk_port=free_port(), master_port=free_port(), agent_port=free_port(),
+                   containerizers="process", **layout),
+        )  # fmt: skip
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+
+
+@pytest.fixture
+def drivers() -> Iterator[list[MesosSchedulerDriver]]:
+    started: list[MesosSchedulerDriver] = []
+    yield started
+    for driver in started:
+        driver.stop()
+        driver.join()
+
+
+def _framework(cluster: Cluster, started: list[MesosSchedulerDriver], **info: Any) -> Lost:
+    recorder = Lost()
+    driver = MesosSchedulerDriver(recorder, framework_info(**info), cluster.zk_url)
+    driver.start()
+    started.append(driver)
+    recorder.wait("registered", timeout=30)
+    return recorder
+
+
+def _launch(recorder: Lost, driver: MesosSchedulerDriver, task_id: str) -> Any:
+    offer = recorder.new_offer(timeout=30)
+    driver.launchTasks([offer["id"]], [make_task(offer, task_id, {"mode": "run"})])
+    running = recorder.wait_status(task_id, "TASK_RUNNING", timeout=30)
+    return offer, running
+
+
+def test_a_dead_agent_is_unreachable_after_the_ping_timeouts(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    cluster = make_cluster(agent_ping_timeout_s=0.3, max_agent_ping_timeouts=5)
+    cluster.start(agents=2, masters=1, cpus=1, mem_mb=512)
+    classic = _framework(cluster, drivers)
+    aware = _framework(cluster, drivers, capabilities=[{"type": "PARTITION_AWARE"}])
+    offer, _ = _launch(classic, drivers[0], "classic-task")
+    agent_id = offer["agent_id"]["value"]
+    # The partition-aware framework's task goes to the same agent.
+    aware_offer = aware.new_offer(timeout=30)
+    while aware_offer["agent_id"]["value"] != agent_id:
+        drivers[1].declineOffer([aware_offer["id"]], {"refuse_seconds": 60})
+        aware_offer = aware.new_offer(after=len(aware.all("offer")), timeout=30)
+    drivers[1].launchTasks([aware_offer["id"]], [make_task(aware_offer, "aware-task",
+                                                            {"mode": "run"})])  # fmt: skip
+    aware.wait_status("aware-task", "TASK_RUNNING", timeout=30)
+
+    killed_at = time.monotonic()
+    cluster.kill("agent", agent_id)
+    lost = classic.wait_status("classic-task", "TASK_LOST", timeout=30)
+    detected_after = time.monotonic() - killed_at
+    assert lost["reason"] == "REASON_SLAVE_REMOVED" and lost["source"] == "SOURCE_MASTER"
+    unreachable = aware.wait_status("aware-task", "TASK_UNREACHABLE", timeout=30)
+    assert unreachable["reason"] == "REASON_SLAVE_REMOVED"
+    assert classic.wait("agent_lost")["value"] == agent_id
+    # 0.3 s x 5 pings, detected on the master's tick: not before, and not much after.
+    assert 1.5 <= detected_after < 10.0, detected_after
+    state = cluster.status()
+    assert [a["registered"] for a in state["agents"]].count(True) == 1
+
+
+def test_a_killed_leader_is_replaced_and_the_running_task_keeps_running(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    cluster = make_cluster()
+    cluster.start(agents=1, masters=2, cpus=1, mem_mb=512)
+    recorder = _framework(cluster, drivers, failover_timeout=60.0, checkpoint=True)
+    framework_id = recorder.all("registered")[0]["value"]
+    _, running = _launch(recorder, drivers[0], "long-task")
+    executor_pid = running_report(running)["pid"]
+
+    old = cluster.leader()
+    offers_before = len(recorder.all("offer"))
+    cluster.kill("leader")
+    recorder.wait("reregistered", timeout=60)  # pymesos re-subscribes with its id
+    new = cluster.leader()
+    assert new is not None and new != old
+    assert alive(executor_pid)
+    state: dict[str, Any] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://{new}/master/state", timeout=5) as response:
+            state = json.loads(response.read())
+        tasks = [t for f in state["frameworks"] for t in f["tasks"]]
+        if state["slaves"] and tasks:
+            break
+        time.sleep(0.2)
+    assert [f["id"] for f in state["frameworks"]] == [framework_id]
+    assert [(t["id"], t["state"]) for t in state["frameworks"][0]["tasks"]] == [
+        ("long-task", "TASK_RUNNING")
+    ]
+    # Offers flow again from the new leader.
+    recorder.new_offer(after=offers_before, timeout=30)
+
+
+def test_a_partitioned_agent_is_unreachable_then_comes_back_with_partition_aware_tasks(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    cluster = make_cluster(agent_ping_timeout_s=0.3, max_agent_ping_timeouts=5)
+    cluster.start(agents=1, masters=1, cpus=1, mem_mb=512)
+    classic = _framework(cluster, drivers)
+    aware = _framework(cluster, drivers, capabilities=[{"type": "PARTITION_AWARE"}])
+    offer, classic_running = _launch(classic, drivers[0], "classic-task")
+    _, aware_running = _launch(aware, drivers[1], "aware-task")
+    agent_id = offer["agent_id"]["value"]
+
+    cluster.partition(agent_id, seconds=4.0)  # dropped in the kernel, healed after 4 s
+    classic.wait_status("classic-task", "TASK_LOST", timeout=30)
+    aware.wait_status("aware-task", "TASK_UNREACHABLE", timeout=30)
+    # Healed, the agent re-registers under its id: the partition-aware task is known
+    # (and running) again; the classic framework's executor is shut down.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        agents = cluster.status()["agents"]
+        if agents[0]["registered"]:
+            break
+        time.sleep(0.2)
+    assert agents[0]["id"] == agent_id and agents[0]["registered"]
+    drivers[1].reconcileTasks([{"task_id": {"value": "aware-task"}}])
+    aware.wait(
+        "status",
+        lambda s: s["task_id"]["value"] == "aware-task" and s["state"] == "TASK_RUNNING"
+        and s.get("reason") == "REASON_RECONCILIATION",
+        timeout=30,
+    )  # fmt: skip
+    assert alive(running_report(aware_running)["pid"])
+    deadline = time.monotonic() + 30
+    while alive(running_report(classic_running)["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(running_report(classic_running)["pid"])
