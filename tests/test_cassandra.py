@@ -20,7 +20,8 @@ from ancho.errors import StoreError
 from ancho.model import LoadedModel, OutputNames, run_sequences
 from ancho.results import SequenceResult
 from ancho.store import RunRecord, open_store
-from ancho.store.cassandra import BUCKET, CassandraStore, CassandraURL
+from ancho.store.cassandra import BUCKET, CassandraStore, CassandraURL, replication_factor
+from cassandra import ConsistencyLevel  # type: ignore[attr-defined]
 
 pytestmark = pytest.mark.slow
 NODE = [sys.executable, str(REPO / "scripts" / "cassandra_node.py")]
@@ -45,6 +46,13 @@ def test_user_add_gives_a_keyspace_and_role_of_its_own(
     assert a.password != CassandraURL.parse(cassandra_admin_url).password
 
     bob_store = open_store(bob["store"])
+    # One node here: one copy, and writes at QUORUM (of one) as on a ring.
+    replication = bob_store.session.execute(  # type: ignore[attr-defined]
+        "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (b.keyspace,)
+    ).one()
+    assert replication.replication["replication_factor"] == "1"
+    profile = bob_store.session.cluster.profile_manager.default  # type: ignore[attr-defined]
+    assert profile.consistency_level == ConsistencyLevel.QUORUM
     bob_store.create_run(RunRecord("secret", "s", {}, 1, 3))
     bob_store.write_results("secret", [SequenceResult(0, "ok", {"x": 1.5})])
     bob_store.close()
@@ -64,6 +72,10 @@ def test_user_add_gives_a_keyspace_and_role_of_its_own(
     users = ancho("user", "list", "--store", cassandra_admin_url, cwd=tmp_path).jsonl()
     assert {alice["user"], bob["user"]} <= {u["user"] for u in users}
     assert all(":***@" in u["store"] for u in users)  # no secrets listed
+
+
+def test_rings_of_three_or_more_keep_three_copies() -> None:
+    assert [replication_factor(n) for n in (1, 2, 3, 4, 7)] == [1, 2, 3, 3, 3]
 
 
 def test_revoked_user_cannot_log_in(cassandra_admin_url: str, tmp_path: Path) -> None:

@@ -180,6 +180,11 @@ def _describe_driver_error(url: str, exc: Exception) -> StoreError:
     return StoreError(f"{where}: Cassandra error: {type(exc).__name__}: {exc}")
 
 
+def replication_factor(nodes: int) -> int:
+    """Copies of each row on a ring of ``nodes``: three where there are three or more."""
+    return max(1, min(3, nodes))
+
+
 class CassandraStore(Store):
     """The store in one Cassandra keyspace."""
 
@@ -196,8 +201,13 @@ class CassandraStore(Store):
         self.config = CassandraURL.parse(url)
         c = self.config
         auth = PlainTextAuthProvider(c.username, c.password) if c.username else None
+        from cassandra import ConsistencyLevel  # type: ignore[attr-defined]
+
         profile = ExecutionProfile(
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+            # QUORUM of min(3, ring size) replicas: a result is stored once a majority
+            # has it, so losing one node of three loses nothing (on one node: ONE).
+            consistency_level=ConsistencyLevel.QUORUM,
             request_timeout=30.0,
         )
         try:
@@ -229,6 +239,11 @@ class CassandraStore(Store):
             raise _describe_driver_error(url, exc) from None
 
     # --- schema -----------------------------------------------------------------------
+    def _replication(self) -> str:
+        """The replication map of a new keyspace: min(3, nodes in the ring) copies."""
+        nodes = len(self._cluster.metadata.all_hosts())
+        return f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor(nodes)}}}"
+
     def _ensure_schema(self) -> None:
         """Create missing tables (needs CREATE) or check they exist; check the version."""
         ks = self.config.keyspace
@@ -238,8 +253,7 @@ class CassandraStore(Store):
         if keyspace is None:
             try:
                 self.session.execute(
-                    f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication ="
-                    " {'class': 'SimpleStrategy', 'replication_factor': 1}"
+                    f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {self._replication()}"
                 )
             except Exception as exc:
                 raise StoreError(
@@ -631,8 +645,7 @@ class CassandraStore(Store):
         keyspace only; return the user's store URL. Needs an admin (superuser) store."""
         keyspace = f"ancho_{name}"
         self._run_sql(
-            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication ="
-            " {'class': 'SimpleStrategy', 'replication_factor': 1}"
+            f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {self._replication()}"
         )
         admin_url = self.config.with_credentials(
             self.config.username or "", self.config.password or "", keyspace
