@@ -1,4 +1,5 @@
-"""An embedded single-node Mesos-compatible master and agent (like ``mesos-local``).
+"""An embedded Mesos-compatible master and agents: one node in a process (like
+``mesos-local``), or many processes (``ancho cluster``).
 
 ``EmbeddedCluster`` serves the Mesos v1 scheduler API (``/api/v1/scheduler``), the v1
 executor API (``/api/v1/executor``), ``/version`` and the state endpoints
@@ -76,12 +77,64 @@ Faithful to Mesos 1.11
   Mesos' defaults (1000 completed tasks and 50 completed frameworks at the master; 200
   tasks per executor, 150 executors per framework and 50 frameworks at the agent).
 
+* Scheduler call checks in Mesos' order: 401 (with credentials) before 405 / 400 (no
+  Content-Type) / 415 (Content-Type must be exactly ``application/json``, as Mesos
+  compares it; protobuf is refused) / 400 (JSON-to-protobuf parsing: ``null`` is an
+  unset field, wrong JSON types and missing required fields fail the call) / 400 (call
+  validation: framework_id, body presence, ACKNOWLEDGE uuid a UUID of a known version,
+  UPDATE_FRAMEWORK id match) / 406 (Accept, on SUBSCRIBE only, libprocess' matching;
+  the stream is ``application/json``). An unknown framework gets 400 "Framework cannot
+  be found", a known unsubscribed one 403; UPDATE_FRAMEWORK answers 200 and may not
+  change user, checkpoint or principal (400); a re-SUBSCRIBE keeps the old user and
+  checkpoint silently (MESOS-703), and a different principal gets ERROR.
+* ``offer_timeout_s`` (``--offer_timeout``): an offer not used in time gets RESCIND and
+  its resources return with no filter; using it afterwards is an invalid offer. Offers
+  on an agent that goes are rescinded too.
+* ``credentials=`` (``--authenticate_http_frameworks``, basic authenticator,
+  ``--credentials`` in Mesos' JSON format, read by ``auth.load_credentials``): calls
+  without a valid ``Authorization: Basic`` get 401 ``WWW-Authenticate: Basic
+  realm="mesos-master-scheduler"``; FrameworkInfo.principal must match (400) and is
+  filled in when absent.
+* Executor environment as Mesos' agent and containerizer build it: nothing of the
+  agent's own environment; LIBPROCESS_IP (the agent's address), LIBPROCESS_PORT=0, the
+  MESOS_* variables and MESOS_SANDBOX, then the CommandInfo's environment (which wins),
+  and PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin when neither
+  sets one. Durations are printed as Mesos prints them (500ms, 5secs, 1mins).
+* Executor registration: an executor that has not subscribed within
+  ``executor_registration_timeout_s`` (Mesos' 1 minute) is destroyed at once; its tasks
+  get TASK_FAILED REASON_EXECUTOR_REGISTRATION_TIMEOUT "Executor did not register
+  within 1mins". HEARTBEAT every ``executor_heartbeat_interval_s`` (30 minutes); an
+  executor's HEARTBEAT call is answered 202. Executor UPDATE calls are validated as
+  Mesos does (400 "Failed to validate Executor::Call: ..."): uuid a UUID, executor id
+  matching the call's, source SOURCE_EXECUTOR, state not TASK_STAGING.
+* The fetcher (CommandInfo.uris) before the executor starts: http(s) downloads,
+  file:// and absolute paths copied; output_file; executable (chmod 755, no
+  extraction); extract (default true) of .tar/.tgz/.tar.gz/.tbz2/.tar.bz2/.txz/.tar.xz/
+  .zip and bare .gz; cache keyed by user and URI under work_dir/fetch, emptied at
+  start, downloaded once; its log in the sandbox's stderr; a failure is TASK_FAILED
+  REASON_CONTAINER_LAUNCH_FAILED naming the URI.
+* Many nodes (:mod:`.node`, :mod:`.remote`, ``ancho cluster``): masters elect a leader
+  through ZooKeeper as Mesos does (:mod:`.election`); standbys answer with Mesos'
+  ``redirect()``: 307 to ``//leader:port/path``, 503 "No leader elected". The master
+  keeps its own account of each agent (:mod:`.agents`); agents register and
+  re-register (with their executors and live tasks) with each new leader. An agent not
+  heard from for ``agent_ping_timeout`` x ``max_agent_ping_timeouts`` is removed:
+  its tasks end TASK_LOST (TASK_UNREACHABLE for PARTITION_AWARE frameworks),
+  REASON_SLAVE_REMOVED, and frameworks get FAILURE naming the agent (``slaveLost``);
+  one that comes back keeps only its PARTITION_AWARE frameworks' tasks. A new leader
+  keeps frameworks it learns of from agents, without their failover timeout, as Mesos
+  1.11 does (MESOS-4659).
+
 Deliberately simplified
 -----------------------
-* One agent, never lost: no RESCIND (no offer timeout), no agent failover or recovery,
-  no maintenance/inverse offers, no operator API, no authentication, no roles beyond
-  ``*``, no reservations/volumes (operations other than LAUNCH are ignored), no
-  LAUNCH_GROUP, JSON only (no protobuf).
+* No maintenance/inverse offers, no operator API, no roles beyond ``*``, no
+  reservations/volumes (operations other than LAUNCH are ignored), no LAUNCH_GROUP,
+  JSON only (no protobuf); HTTP Basic framework authentication only (no CRAM-MD5, no
+  authorization). Master and agents talk JSON over HTTP (``/master/internal``,
+  ``/slave(1)/internal``), not libprocess messages: no framework sees those. The
+  master's registry is rebuilt from agents' re-registrations rather than replicated;
+  an agent restarted on its work directory re-registers under its old id, but does
+  not recover the executors it had (they are reported as Mesos reports lost ones).
 * ACCEPT adds a filter for unused resources only when ``filters`` is given (Mesos
   applies a 5 s default): a framework launching one task per offer keeps getting the
   rest promptly. Schedulers meant for real Mesos should pass ``filters`` explicitly.
@@ -89,10 +142,10 @@ Deliberately simplified
   0.1 s and whenever resources are freed, instead of Mesos' 1 s batch.
 * Update retries use a fixed interval instead of Mesos' exponential backoff.
 * Command tasks (TaskInfo.command without an executor) are rejected with TASK_ERROR:
-  there is no mesos-executor binary. The fetcher (CommandInfo.uris) is not supported
-  (TASK_FAILED at launch). Executors run as the current user with this process'
-  environment plus the variables above, in their own session (process group), without
-  resource isolation.
+  there is no mesos-executor binary. Executors run as the current user with only the
+  variables above, in their own session (process group), without resource isolation.
+  Fetcher: no ftp/hdfs/s3 (no Hadoop client), no --frameworks_home, no cache size
+  limit or eviction, no chown/su to the user; a cancelled fetch stops between chunks.
 * Only ContainerInfo type MESOS without an image (or none) is supported; DOCKER gives
   TASK_FAILED REASON_CONTAINER_LAUNCH_FAILED. Containerizers are pluggable
   (``containerizers=`` takes objects following ``containerizer.Containerizer``).
