@@ -57,6 +57,8 @@ class Layout:
     #: Master flags (tests make them small); Mesos' defaults otherwise.
     agent_ping_timeout_s: float = 15.0
     max_agent_ping_timeouts: int = 5
+    #: Agent flag, longer than Mesos' 2 s: pymesos executors back off up to 15 s.
+    executor_reregistration_timeout_s: float = 20.0
     containerizers: str = "process,docker"
 
 
@@ -164,6 +166,8 @@ class Cluster:
             "--ip", ip, "--port", str(self.layout.agent_port), "--work-dir", str(folder),
             "--master", self.zk_url, "--cpus", f"{cpus:g}", "--mem-mb", str(mem_mb),
             "--containerizers", self.layout.containerizers,
+            "--executor-reregistration-timeout",
+            str(self.layout.executor_reregistration_timeout_s),
         ]  # fmt: skip
         return Member(
             "agent", f"{ip}:{self.layout.agent_port}", str(folder), argv, cpus=cpus, mem_mb=mem_mb

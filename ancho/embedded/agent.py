@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from . import recovery
 from .containerizer import Container, Containerizer, ContainerSpec, LaunchError
 from .fetcher import Fetcher, FetchError
 from .http import EventStream, Request, Response, StreamResponse
@@ -67,6 +68,9 @@ class AgentConfig:
     executor_registration_timeout_s: float = 60.0
     #: How often the agent sends each subscribed executor a HEARTBEAT (30 minutes in Mesos).
     executor_heartbeat_interval_s: float = 1800.0
+    #: Mesos' --executor_reregistration_timeout: how long a restarted agent waits for
+    #: its recovered executors to re-subscribe (2 seconds by default).
+    executor_reregistration_timeout_s: float = 2.0
 
 
 @dataclass(slots=True)
@@ -102,8 +106,11 @@ class _Executor:
     next_heartbeat: float = 0.0
     #: When an executor that has not subscribed by then is destroyed.
     registration_deadline: float = float("inf")
-    #: Mesos' pendingTermination: (reason, message) its tasks fail with once it is gone.
-    pending: tuple[str, str] | None = None
+    #: Mesos' pendingTermination: (state, reason, message) its tasks end with once it
+    #: is gone.
+    pending: tuple[str, str, str] | None = None
+    #: Recovered from a checkpoint by a restarted agent: REGISTERING until it re-subscribes.
+    recovered: bool = False
     #: Set when the container is destroyed: a fetch in progress gives up.
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -274,6 +281,7 @@ class Agent:
             )
         task = _Task(task_info, task_resources)
         executor.tasks[task_id] = task
+        self._checkpoint(executor)
         if executor.state == "TERMINATING":
             self._task_update(
                 executor, task_id, "TASK_LOST", "REASON_EXECUTOR_TERMINATED",
@@ -562,6 +570,97 @@ class Agent:
         task_id = status["task_id"]["value"]
         self.master.task_state_changed(executor.framework_id, task_id, status)
         self.updates.add(executor.framework_id, status, time.time())
+        self._checkpoint(executor)
+
+    # -------------------------------------------------------------- recovery
+    def _checkpoint_folder(self, executor: _Executor) -> Path:
+        return recovery.run_folder(
+            self.config.work_dir, self.agent_id, executor.framework_id,
+            executor.executor_id, executor.container_id,
+        )  # fmt: skip
+
+    def _checkpoint(self, executor: _Executor) -> None:
+        """Write the executor's checkpoint, for frameworks that checkpoint (as Mesos)."""
+        if not executor.framework_info.get("checkpoint") or executor.container is None:
+            return
+        if executor.state == "TERMINATED":
+            return
+        record = {
+            "framework_id": executor.framework_id,
+            "executor_id": executor.executor_id,
+            "framework_info": executor.framework_info,
+            "info": executor.info,
+            "container_id": executor.container_id,
+            "directory": str(executor.directory),
+            "resources": executor.resources.to_json(),
+            "grace_s": executor.grace_s,
+            "pid": executor.container.pid,
+            "tasks": [
+                {"info": t.info, "resources": t.resources.to_json(), "state": t.state,
+                 "launched": t.launched}
+                for t in executor.tasks.values()
+            ],
+        }  # fmt: skip
+        recovery.checkpoint(self._checkpoint_folder(executor), record)
+
+    def recover(self) -> int:
+        """A restarted agent (its id known): take back the checkpointed executors whose
+        processes still run, kill the other processes left in its sandboxes; return how
+        many executors await re-subscription. Call with the lock held, before
+        registering."""
+        now = time.time()
+        waiting = 0
+        keep: set[int] = set()
+        for record in recovery.load(self.config.work_dir, self.agent_id):
+            framework_id, executor_id = record["framework_id"], record["executor_id"]
+            executor = _Executor(
+                framework_id=framework_id,
+                executor_id=executor_id,
+                info=record["info"],
+                framework_info=record["framework_info"],
+                container_id=record["container_id"],
+                directory=Path(record["directory"]),
+                resources=Resources.from_json(record["resources"]),
+                grace_s=float(record["grace_s"]),
+                recovered=True,
+            )
+            for item in record["tasks"]:
+                task = _Task(item["info"], Resources.from_json(item["resources"]),
+                             item["state"], bool(item["launched"]))  # fmt: skip
+                executor.tasks[item["info"]["task_id"]["value"]] = task
+            container = recovery.RecoveredContainer(int(record["pid"]))
+            executor.container = container
+            self._executors[(framework_id, executor_id)] = executor
+            self._frameworks.setdefault(framework_id, _FrameworkRecord(record["framework_info"]))
+            if recovery.alive(container.pid):
+                keep.add(container.pid)
+                executor.registration_deadline = now + self.config.executor_reregistration_timeout_s
+                waiting += 1
+                logger.info("recovering executor %s (pid %d)", executor_id, container.pid)
+            thread = threading.Thread(
+                target=self._watch_recovered, args=(executor, container),
+                name=f"ancho-embedded-executor-{executor_id}", daemon=True,
+            )  # fmt: skip
+            executor.thread = thread
+            self._threads.append(thread)
+            thread.start()
+        for pgid in recovery.kill_orphans(self.config.work_dir / "slaves", keep):
+            logger.info("killed process group %d left by the agent's earlier run", pgid)
+        return waiting
+
+    def recovering(self, now: float) -> bool:
+        """Whether recovered executors may still re-subscribe (Mesos registers with the
+        master only after that, MESOS-7539; here as soon as they all did)."""
+        return any(
+            e.recovered and e.state == "LAUNCHING" and e.registration_deadline > now
+            for e in self._executors.values()
+        )
+
+    def _watch_recovered(self, executor: _Executor, container: Container) -> None:
+        status = container.wait()
+        with self.lock:
+            message = f"Executor terminated (wait status {status})"
+            self._terminated(executor, status, "REASON_EXECUTOR_TERMINATED", message)
 
     # -------------------------------------------------------------- containers
     def _run_container(self, executor: _Executor, spec: ContainerSpec, runs: Path) -> None:
@@ -604,6 +703,7 @@ class Agent:
             pass  # the symlink is a convenience, like Mesos' 'latest'
         with self.lock:
             executor.container = container
+            self._checkpoint(executor)
             if self._stopping:
                 container.signal(signal.SIGKILL)
             else:
@@ -614,8 +714,10 @@ class Agent:
             self._terminated(executor, status, "REASON_EXECUTOR_TERMINATED", message)
 
     def _terminated(self, executor: _Executor, status: int, reason: str, message: str) -> None:
+        state = "TASK_FAILED"
         if executor.pending is not None:
-            reason, message = executor.pending
+            state, reason, message = executor.pending
+        recovery.forget(self._checkpoint_folder(executor))
         executor.state = "TERMINATED"
         if executor.stream is not None:
             executor.stream.close()
@@ -629,7 +731,7 @@ class Agent:
         logger.info("executor %s terminated: %s", executor.executor_id, message)
         for task_id, task in list(executor.tasks.items()):
             if task.state not in TERMINAL_STATES:
-                self._task_update(executor, task_id, "TASK_FAILED", reason, message)
+                self._task_update(executor, task_id, state, reason, message)
         self.master.executor_terminated(executor.framework_id, executor.executor_id, status)
 
     def _completed(self, executor: _Executor) -> None:
@@ -677,10 +779,24 @@ class Agent:
             timeout,
         )
         executor.state = "TERMINATING"
-        executor.pending = (
-            "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
-            f"Executor did not register within {timeout}",
-        )
+        if executor.recovered:
+            # Mesos' reregisterExecutorTimeout.
+            timeout = _duration(self.config.executor_reregistration_timeout_s)
+            aware = any(
+                c.get("type") == "PARTITION_AWARE"
+                for c in executor.framework_info.get("capabilities", [])
+            )
+            executor.pending = (
+                "TASK_GONE" if aware else "TASK_LOST",
+                "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+                f"Executor did not reregister within {timeout}",
+            )
+        else:
+            executor.pending = (
+                "TASK_FAILED",
+                "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+                f"Executor did not register within {timeout}",
+            )
         executor.cancel.set()
         executor.sigterm_at = None
         executor.sigkill_at = now

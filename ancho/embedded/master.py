@@ -585,6 +585,10 @@ class Master:
         task = framework.tasks.get(status["task_id"]["value"])
         if task is not None and isinstance(status.get("uuid"), str):
             task.unacked[status["uuid"]] = status["state"]
+            if task.state not in TERMINAL_STATES and task.state != status["state"]:
+                # An update the master had not heard of as the task's latest state (a
+                # restarted agent re-sends what happened while it was away).
+                self.task_state_changed(agent_id, framework_id, task.task_id, status)
         framework.send(event("UPDATE", {"status": status}))
 
     def task_state_changed(

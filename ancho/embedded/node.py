@@ -202,6 +202,7 @@ class AgentNode:
                 heartbeat_interval_s=15.0,
                 status_update_retry_s=args.status_update_retry,
                 executor_shutdown_grace_s=5.0,
+                executor_reregistration_timeout_s=args.executor_reregistration_timeout,
             ),
             containerizer,
             self.lock,
@@ -237,6 +238,10 @@ class AgentNode:
 
     def _register_loop(self) -> None:
         while not self._stopped.wait(_AGENT_LOOP_S):
+            with self.lock:
+                recovering = self.agent.recovering(time.time())
+            if recovering:
+                continue  # re-register once recovered executors had their chance
             if self.link.registered:
                 self.link.ping()
             elif self.link.register():
@@ -247,7 +252,12 @@ class AgentNode:
         self.ticker.start()
         if self.watch is not None:
             self.watch.start()
-        self.link.register()
+        if self.agent.agent_id:
+            with self.lock:
+                waiting = self.agent.recover()
+            logger.info("recovered; %d executors may re-subscribe", waiting)
+        else:
+            self.link.register()
         if self.agent.agent_id:
             _checkpoint_id(self._work_dir, self.agent.agent_id)
         self._loop.start()
@@ -305,6 +315,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--disk-mb", type=int, default=10_000)
     agent.add_argument("--ports", default="31000-32000")
     agent.add_argument("--status-update-retry", type=float, default=10.0)
+    agent.add_argument("--executor-reregistration-timeout", type=float, default=2.0)
     agent.add_argument("--containerizers", default="process")
     return parser
 

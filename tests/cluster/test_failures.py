@@ -5,7 +5,10 @@ and agents find through ZooKeeper, with the running task still running."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -170,3 +173,34 @@ def test_a_partitioned_agent_is_unreachable_then_comes_back_with_partition_aware
     while alive(running_report(classic_running)["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(running_report(classic_running)["pid"])
+
+
+def test_a_restarted_agent_recovers_the_executors_that_re_subscribe_and_loses_the_others(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    cluster = make_cluster(executor_reregistration_timeout_s=8.0)
+    cluster.start(agents=1, masters=1, cpus=1, mem_mb=512)
+    recorder = _framework(cluster, drivers, checkpoint=True, failover_timeout=60.0)
+    driver = drivers[0]
+    offer = recorder.new_offer(timeout=30)
+    tasks = [make_task(offer, "kept", {"mode": "run"}, executor_id="exec-kept"),
+             make_task(offer, "hung", {"mode": "run"}, executor_id="exec-hung")]  # fmt: skip
+    driver.launchTasks([offer["id"]], tasks)
+    kept = running_report(recorder.wait_status("kept", "TASK_RUNNING", timeout=30))
+    hung = running_report(recorder.wait_status("hung", "TASK_RUNNING", timeout=30))
+    agent_id = offer["agent_id"]["value"]
+
+    os.kill(hung["pid"], signal.SIGSTOP)  # it cannot re-subscribe
+    try:
+        cluster.kill("agent", agent_id, restart=True)
+        lost = recorder.wait_status("hung", "TASK_LOST", timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung["pid"], signal.SIGCONT)
+    assert lost["reason"] == "REASON_EXECUTOR_REREGISTRATION_TIMEOUT"
+    assert lost["message"] == "Executor did not reregister within 8secs"
+    assert not alive(hung["pid"])
+    assert alive(kept["pid"])  # the same process, re-subscribed to the new agent process
+    assert cluster.status()["agents"][0]["id"] == agent_id
+    driver.killTask({"value": "kept"})
+    recorder.wait_status("kept", "TASK_KILLED", timeout=30)
