@@ -57,6 +57,8 @@ class Layout:
     #: Master flags (tests make them small); Mesos' defaults otherwise.
     agent_ping_timeout_s: float = 15.0
     max_agent_ping_timeouts: int = 5
+    #: Master flag: Mesos' default 10 minutes.
+    agent_reregister_timeout_s: float = 600.0
     #: Agent flag, longer than Mesos' 2 s: pymesos executors back off up to 15 s.
     executor_reregistration_timeout_s: float = 20.0
     containerizers: str = "process,docker"
@@ -155,6 +157,7 @@ class Cluster:
             "--zk", self.zk_url,
             "--agent-ping-timeout", str(self.layout.agent_ping_timeout_s),
             "--max-agent-ping-timeouts", str(self.layout.max_agent_ping_timeouts),
+            "--agent-reregister-timeout", str(self.layout.agent_reregister_timeout_s),
         ]  # fmt: skip
         return Member("master", f"{ip}:{self.layout.master_port}", str(folder), argv)
 

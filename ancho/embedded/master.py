@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .agents import AgentRecord, ExecutorRecord
@@ -83,6 +84,10 @@ class Master:
         self.agents: dict[str, AgentRecord] = {}
         #: Agents removed as unreachable: they may come back (Mesos allows it).
         self._unreachable: set[str] = set()
+        #: Agents a previous leader had, not re-registered yet: id -> deadline.
+        self._recovering: dict[str, float] = {}
+        #: Called with :meth:`registry` whenever it changes (the leader persists it).
+        self.on_registry_change: Callable[[JSON], None] | None = None
         self._next_agent = 0
         self._frameworks: dict[str, Framework] = {}
         self._completed: set[str] = set()
@@ -126,9 +131,36 @@ class Master:
     def add_agent(self, record: AgentRecord) -> None:
         """An agent registered or re-registered (call with the lock held)."""
         self.agents[record.agent_id] = record
+        self._recovering.pop(record.agent_id, None)
         verb = "re-registered" if record.reregistered_time is not None else "registered"
         logger.info("agent %s at %s %s", record.agent_id, record.endpoint, verb)
+        self._registry_changed()
         self.wake.set()
+
+    # ----------------------------------------------------------------- registry
+    def registry(self) -> JSON:
+        """What must survive a master failover, as Mesos' replicated registry holds it:
+        the admitted and the unreachable agents, and the removed frameworks."""
+        return {
+            "agents": sorted(set(self.agents) | set(self._recovering)),
+            "unreachable": sorted(self._unreachable),
+            "removed_frameworks": sorted(self._completed),
+        }
+
+    def restore(self, registry: JSON, reregister_timeout_s: float) -> None:
+        """A newly elected leader takes over the registry: its agents have
+        ``reregister_timeout_s`` (Mesos' --agent_reregister_timeout) to re-register
+        before they are marked unreachable; removed frameworks stay removed."""
+        deadline = time.time() + reregister_timeout_s
+        for agent_id in registry.get("agents", []):
+            if agent_id not in self.agents:
+                self._recovering[agent_id] = deadline
+        self._unreachable |= set(registry.get("unreachable", []))
+        self._completed |= set(registry.get("removed_frameworks", []))
+
+    def _registry_changed(self) -> None:
+        if self.on_registry_change is not None:
+            self.on_registry_change(self.registry())
 
     def agent_reregistered(self, record: AgentRecord, old: AgentRecord | None) -> None:
         """A known agent re-registered with what it runs now: what it no longer has is
@@ -209,6 +241,7 @@ class Master:
         logger.warning("agent %s removed: %s", agent_id, why)
         if unreachable:
             self._unreachable.add(agent_id)
+        self._registry_changed()
         self._allocator.remove_agent_offers(agent_id)
         touched = {framework_id for framework_id, _ in agent.executors}
         for (framework_id, task_id), task in agent.tasks.items():
@@ -494,7 +527,9 @@ class Master:
         task = framework.tasks.get(task_id)
         if task is None:
             # Mesos answers a kill of an unknown task with explicit reconciliation.
-            framework.send(reconcile_unknown(framework, task_id, None, set(self.agents)))
+            framework.send(
+                reconcile_unknown(framework, task_id, None, set(self.agents), self._unreachable)
+            )
             return
         agent = self.agents.get(task.agent_id)
         if task.state in TERMINAL_STATES or agent is None:
@@ -534,7 +569,13 @@ class Master:
                 framework.send(reconcile_known(known, known.agent_id))
             else:
                 agent_id = item.get("agent_id", {}).get("value")
-                framework.send(reconcile_unknown(framework, task_id, agent_id, set(self.agents)))
+                if agent_id in self._recovering:
+                    continue  # no answer until the agent re-registers or times out (Mesos)
+                framework.send(
+                    reconcile_unknown(
+                        framework, task_id, agent_id, set(self.agents), self._unreachable
+                    )
+                )
 
     def _call_message(self, framework: Framework, call: JSON) -> None:
         body = call["message"]
@@ -658,6 +699,7 @@ class Master:
             framework.stream = None
         del self._frameworks[framework.framework_id]
         self._completed.add(framework.framework_id)
+        self._registry_changed()
         self.wake.set()
 
     def tick(self, now: float) -> None:
@@ -670,6 +712,15 @@ class Master:
             if framework.stream is not None and framework.next_heartbeat <= now:
                 framework.send(event("HEARTBEAT"))
                 framework.next_heartbeat = now + self.config.heartbeat_interval_s
+        for agent_id, deadline in list(self._recovering.items()):
+            if deadline <= now:
+                # Mesos marks an agent that missed --agent_reregister_timeout unreachable.
+                logger.warning("agent %s did not re-register in time: unreachable", agent_id)
+                del self._recovering[agent_id]
+                self._unreachable.add(agent_id)
+                for framework in self._frameworks.values():
+                    framework.send(event("FAILURE", {"agent_id": {"value": agent_id}}))
+                self._registry_changed()
         self._allocator.rescind_expired(now)
         shares: dict[str, float] = {}
         for agent in self.agents.values():
@@ -703,7 +754,7 @@ class Master:
             "capabilities": [],
             "activated_slaves": float(len(self.agents)),
             "deactivated_slaves": 0.0,
-            "unreachable_slaves": 0.0,
+            "unreachable_slaves": float(len(self._unreachable)),
             "leader": info["pid"],
             "leader_info": {
                 "id": info["id"],

@@ -14,6 +14,12 @@
     Serves the executor API and its ``/state``; registers with the leading master
     (found through ZooKeeper) and re-registers with each new one; pings it.
 
+With ``--zk`` the leader keeps the registry (agents, unreachable agents, removed
+frameworks) in ZooKeeper at ``<path>-registry``, so that the next leader knows them, as
+Mesos' replicated registry does: agents that do not re-register within
+``--agent-reregister-timeout`` (10 minutes) are marked unreachable, and removed
+frameworks stay removed.
+
 Both print ``ancho node ready <address>`` on stdout once serving, and stop on SIGTERM.
 """
 
@@ -108,6 +114,9 @@ class MasterNode:
         )
         self.endpoint = MasterEndpoint(self.master)
         self.lost_after_s = args.agent_ping_timeout * args.max_agent_ping_timeouts
+        self.reregister_timeout_s = args.agent_reregister_timeout
+        # Beside the leader group, not in it: pymesos takes the group's lowest child.
+        self.registry_path = f"{ZkUrl.parse(args.zk).path}-registry" if args.zk else ""
         self.leading = args.zk is None
         self.candidacy: Candidacy | None = None
         if args.zk is not None:
@@ -125,10 +134,21 @@ class MasterNode:
         )
 
     def _elected(self) -> None:
+        assert self.candidacy is not None
+        client, path = self.candidacy.client, self.registry_path
+        client.ensure_path(path)
+        data, _ = client.get(path)
+        registry = json.loads(data) if data else {}
         with self.lock:
+            self.master.restore(registry, self.reregister_timeout_s)
+            self.master.on_registry_change = lambda r: client.set(path, json.dumps(r).encode())
             self.leading = True
             self.master.elected_time = time.time()
-        logger.info("elected the leading master")
+        logger.info(
+            "elected the leading master; registry: %d agents, %d removed frameworks",
+            len(registry.get("agents", [])),
+            len(registry.get("removed_frameworks", [])),
+        )
 
     def _lost(self) -> None:
         # Mesos' master aborts when it loses leadership; a supervisor restarts it.
@@ -309,6 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     master.add_argument("--offer-timeout", type=float, default=None)
     master.add_argument("--agent-ping-timeout", type=float, default=15.0)
     master.add_argument("--max-agent-ping-timeouts", type=int, default=5)
+    master.add_argument("--agent-reregister-timeout", type=float, default=600.0)
     agent.add_argument("--master", required=True)
     agent.add_argument("--cpus", type=float, required=True)
     agent.add_argument("--mem-mb", type=int, required=True)

@@ -27,13 +27,21 @@ def reconcile_known(task: Task, agent_id: str) -> JSON:
 
 
 def reconcile_unknown(
-    framework: Framework, task_id: str, agent_id: str | None, registered: set[str]
+    framework: Framework,
+    task_id: str,
+    agent_id: str | None,
+    registered: set[str],
+    unreachable: set[str] | None = None,
 ) -> JSON:
     """UPDATE for a task the master does not know (``agent_id`` as the scheduler gave it;
-    ``registered``: the ids of the agents the master knows)."""
-    # Classic frameworks get TASK_LOST; partition-aware ones TASK_GONE (agent known)
-    # or TASK_UNKNOWN (agent not given or unknown), as in Mesos 1.11.
-    if agent_id is not None and agent_id in registered:
+    ``registered``/``unreachable``: the ids of the agents the master knows as such)."""
+    # Classic frameworks get TASK_LOST; partition-aware ones TASK_GONE (agent known),
+    # TASK_UNREACHABLE (agent unreachable) or TASK_UNKNOWN (agent not given or
+    # unknown), as in Mesos 1.11.
+    if agent_id is not None and agent_id in (unreachable or set()):
+        state = "TASK_UNREACHABLE" if framework.partition_aware else "TASK_LOST"
+        message = "Reconciliation: Task is unreachable"
+    elif agent_id is not None and agent_id in registered:
         state = "TASK_GONE" if framework.partition_aware else "TASK_LOST"
         message = "Reconciliation: Task is unknown to the agent"
     else:

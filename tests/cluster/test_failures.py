@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from embedded.conftest import Recorder, framework_info, make_task, running_report
+from embedded.conftest import RawStream, Recorder, framework_info, make_task, running_report
 from pymesos import MesosSchedulerDriver
 
 from ancho.cluster.supervisor import Cluster, Layout, alive
@@ -204,3 +204,56 @@ def test_a_restarted_agent_recovers_the_executors_that_re_subscribe_and_loses_th
     assert cluster.status()["agents"][0]["id"] == agent_id
     driver.killTask({"value": "kept"})
     recorder.wait_status("kept", "TASK_KILLED", timeout=30)
+
+
+def test_the_registry_survives_a_failover(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    cluster = make_cluster(agent_reregister_timeout_s=3.0)
+    cluster.start(agents=2, masters=2, cpus=1, mem_mb=512)
+    aware = _framework(cluster, drivers, capabilities=[{"type": "PARTITION_AWARE"}],
+                       failover_timeout=60.0)  # fmt: skip
+    gone = _framework(cluster, drivers)
+    gone_id = gone.all("registered")[0]["value"]
+    drivers[1].stop()  # TEARDOWN: removed for good
+    drivers[1].join()
+    offer, _ = _launch(aware, drivers[0], "on-lost-agent")
+    lost_agent = offer["agent_id"]["value"]
+    cluster.kill("agent", lost_agent)  # dead, but not yet noticed (pings: 15 s x 5)
+    cluster.kill("leader")
+    aware.wait("reregistered", timeout=60)
+    new = cluster.leader()
+    assert new is not None
+
+    # The removed framework stays removed under the new leader.
+    info = framework_info(id={"value": gone_id})
+    subscribe = {"type": "SUBSCRIBE", "framework_id": {"value": gone_id},
+                 "subscribe": {"framework_info": info}}  # fmt: skip
+    stream = RawStream(new, subscribe)
+    try:
+        assert stream.next_event()["error"]["message"] == "Framework has been removed"
+    finally:
+        stream.close()
+    # The dead agent misses --agent_reregister_timeout and becomes unreachable: the
+    # framework hears of it, and reconciling its task says so.
+    assert aware.wait("agent_lost", timeout=30)["value"] == lost_agent
+    before = len(aware.all("status"))
+    # pymesos' reconcileTasks drops agent_id: send the RECONCILE call it would, with it.
+    task = {"task_id": {"value": "on-lost-agent"}, "agent_id": {"value": lost_agent}}
+    drivers[0]._send(
+        {"type": "RECONCILE", "framework_id": {"value": drivers[0].framework_id},
+         "reconcile": {"tasks": [task]}}
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while len(aware.all("status")) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reconciled = aware.all("status")[before:]
+    assert [(s["state"], s["reason"]) for s in reconciled] == [
+        ("TASK_UNREACHABLE", "REASON_RECONCILIATION")
+    ]
+    assert (
+        json.loads(urllib.request.urlopen(f"http://{new}/master/state").read())[
+            "unreachable_slaves"
+        ]
+        == 1.0
+    )
