@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import tempfile
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -32,8 +33,9 @@ def main() -> None:
     except (KeyError, ValueError) as exc:
         sys.stderr.write(f"ancho-executor: missing or bad environment: {exc}\n")
         raise SystemExit(2) from None
-    _temp_in_sandbox()
     log = logging.getLogger("ancho.executor")
+    _give_up_root(log)
+    _temp_in_sandbox()
     # The store's credential, when the URL has none, is asked of the scheduler once the
     # driver is subscribed; whatever opens the store first waits for it.
     credential = None
@@ -82,6 +84,27 @@ def _run_log(config: ExecutorConfig, credential: StoreCredential | None) -> RunL
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
+
+
+def _give_up_root(log: logging.Logger) -> None:
+    """In Ancho's image (which sets ``ANCHO_EXECUTOR_BECOMES_SANDBOX_OWNER``), become the
+    sandbox's owner before anything is written (see :mod:`ancho.sandbox.identity`)."""
+    sandbox = os.environ.get("MESOS_SANDBOX")
+    if not sandbox or os.environ.get("ANCHO_EXECUTOR_BECOMES_SANDBOX_OWNER") != "1":
+        return
+    from ancho.sandbox.identity import IdentityError, become_sandbox_owner
+
+    try:
+        who = become_sandbox_owner(Path(sandbox))
+    except IdentityError as exc:
+        sys.stderr.write(f"ancho-executor: {exc}\n")
+        raise SystemExit(2) from None
+    if who is not None:
+        # root's HOME is not ours to read: pip and friends look there.
+        home = Path(sandbox) / "tmp"
+        home.mkdir(exist_ok=True)
+        os.environ["HOME"] = str(home)
+        log.info("gave up root for uid %d gid %d (see ancho.sandbox.identity)", who.uid, who.gid)
 
 
 def _temp_in_sandbox() -> None:

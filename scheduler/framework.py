@@ -91,10 +91,16 @@ class ExecutorLaunch:
 #: ``docker run`` flags (DockerInfo.parameters) that confine an executor's container.
 #: Docker's default seccomp profile forbids the user and PID namespaces the executor
 #: builds the model's sandbox from (ancho.sandbox); the executor runs without it, with
-#: no capability and no new privileges, and the model under a stricter filter of ours.
+#: no new privileges, and the model under a stricter filter of ours. Mesos passes no
+#: ``--user``: the image starts as root, and the agent gives the sandbox (0750) to
+#: FrameworkInfo.user, whose uid the framework cannot know. ``CAP_SETUID``/``CAP_SETGID``
+#: are the only capabilities, for the executor to become the sandbox's owner before
+#: anything else (ancho.sandbox.identity); it holds none afterwards.
 SANDBOX_PARAMETERS = (
     ("read-only", "true"),
     ("cap-drop", "ALL"),
+    ("cap-add", "SETUID"),
+    ("cap-add", "SETGID"),
     ("security-opt", "no-new-privileges"),
     ("security-opt", "seccomp=unconfined"),
     ("pids-limit", "512"),

@@ -63,10 +63,13 @@ def test_executor_runs_unprivileged_within_its_limits(
     assert run.code == 0, run.stderr
     rows = ancho("results", run_id_of(run), "--store", user_store, cwd=tmp_path).jsonl()
     seen = rows[0]["outputs"]
-    assert seen["uid"] == 1000  # the image's user, not root
-    # --memory and --cpus from the executor's resources (spec minus nothing: ~768 MB, ~1 cpu)
+    # The framework registers as this test's user (root): the executor gives up root for
+    # the image's own user (ancho.sandbox.identity).
+    assert seen["uid"] == 1000
+    # --memory from the executor's resources (spec minus nothing: ~768 MB); CPU is
+    # --cpu-shares only: no CFS quota unless the agent enables it, as Mesos.
     assert 760 * 2**20 <= seen["mem_limit"] <= 768 * 2**20
-    assert 0.95 <= seen["cpu_quota"] / seen["cpu_period"] <= 1.0
+    assert seen["cpu_quota"] in (-1, -2)  # cgroup v1 "-1", v2 "max"
 
 
 def test_missing_image_fails_the_run_with_the_reason(
@@ -82,7 +85,8 @@ def test_missing_image_fails_the_run_with_the_reason(
     status = ancho("status", run_id_of(run), "--store", user_store, cwd=tmp_path).json()
     assert status["state"] == "FAILED"
     assert "REASON_CONTAINER_LAUNCH_FAILED" in status["reason"]
-    assert "ancho/no-such-image:1" in status["reason"] and "not found" in status["reason"]
+    # Pulled first, as Mesos does; no registry answers here.
+    assert "Failed to run 'docker pull ancho/no-such-image:1'" in status["reason"]
     assert _containers() == []
 
 

@@ -146,9 +146,16 @@ Deliberately simplified
   variables above, in their own session (process group), without resource isolation.
   Fetcher: no ftp/hdfs/s3 (no Hadoop client), no --frameworks_home, no cache size
   limit or eviction, no chown/su to the user; a cancelled fetch stops between chunks.
-* Only ContainerInfo type MESOS without an image (or none) is supported; DOCKER gives
-  TASK_FAILED REASON_CONTAINER_LAUNCH_FAILED. Containerizers are pluggable
-  (``containerizers=`` takes objects following ``containerizer.Containerizer``).
+* ContainerInfo type MESOS without an image runs as a process; DOCKER runs with the
+  ``DockerContainerizer`` when the cluster is given one (else TASK_FAILED
+  REASON_CONTAINER_LAUNCH_FAILED). It follows Mesos 1.11's: the sandbox is 0750 and
+  owned by ``CommandInfo.user``/``FrameworkInfo.user`` (an unknown user fails the
+  launch); no ``--user``; ``--cpu-shares`` (cpus x 1024, at least 2), a CFS quota only
+  with ``cfs_quota=True``, ``--memory`` (at least 32 MB); ``DockerInfo.parameters``
+  passed through as ``docker run`` flags (one the SDK cannot express fails the launch
+  naming it); missing images are pulled within ``pull_timeout_s``. Not as Mesos:
+  container output is copied by following its logs, containers are removed at exit,
+  and labels name the framework, executor and container.
 * State endpoints: master and agent share one port, so ``/state`` answers as the agent
   (a real master answers it with its own state); ``flags`` lists only the settings the
   embedded cluster has, no capabilities are claimed, build fields are empty; no
