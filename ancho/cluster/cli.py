@@ -45,10 +45,16 @@ def cluster() -> None:
 @click.option("--masters", type=click.IntRange(1, 9), default=1, show_default=True)
 @click.option("--cpus", type=click.FloatRange(min=0.1), help="Cpus per agent.")
 @click.option("--mem-mb", type=click.IntRange(min=64), help="Memory per agent (MB).")
-def start(agents: int, masters: int, cpus: float | None, mem_mb: int | None) -> None:
+@click.option("--spark-workers", type=click.IntRange(0, 20), default=0,
+              help="A Spark standalone master and this many workers.")  # fmt: skip
+def start(
+    agents: int, masters: int, cpus: float | None, mem_mb: int | None, spark_workers: int
+) -> None:
     """Start the cluster in the background; print its status once every agent is
     registered."""
-    status = _cluster().start(agents=agents, masters=masters, cpus=cpus, mem_mb=mem_mb)
+    status = _cluster().start(
+        agents=agents, masters=masters, cpus=cpus, mem_mb=mem_mb, spark_workers=spark_workers
+    )
     click.echo(json.dumps(status, indent=1))
 
 

@@ -45,6 +45,7 @@ class Member:
     pid: int = 0
     cpus: float = 0.0
     mem_mb: int = 0
+    webui: str = ""  # Spark's processes: the web UI's address
 
 
 @dataclass(slots=True)
@@ -62,6 +63,8 @@ class Layout:
     #: Agent flag, longer than Mesos' 2 s: pymesos executors back off up to 15 s.
     executor_reregistration_timeout_s: float = 20.0
     containerizers: str = "process,docker"
+    spark_port: int = 7077
+    spark_webui_port: int = 18080
 
 
 def alive(pid: int) -> bool:
@@ -113,7 +116,7 @@ class Cluster:
     # ------------------------------------------------------------------- start
     def start(
         self, *, agents: int = 3, masters: int = 1, cpus: float | None = None,
-        mem_mb: int | None = None,
+        mem_mb: int | None = None, spark_workers: int = 0,
     ) -> dict[str, Any]:  # fmt: skip
         """Start ZooKeeper, the masters and the agents; return once every agent is
         registered with the leading master."""
@@ -135,6 +138,9 @@ class Cluster:
                 self._start(self._agent_member(i, per_cpus, per_mem))
             self._save()
             self.wait_registered(agents)
+            if spark_workers:
+                self._start_spark(spark_workers)
+                self._save()
         except BaseException:
             self._save()
             self.stop()
@@ -147,6 +153,29 @@ class Cluster:
         node.start()
         member = Member("zookeeper", node.address, str(folder), pid=node.pid or 0)
         self.members.append(member)
+
+    def _start_spark(self, workers: int) -> None:
+        from . import spark
+
+        ip, port, webui = spark.MASTER_IP, self.layout.spark_port, self.layout.spark_webui_port
+        folder = self.folder / "spark-master"
+        argv = spark.command("master", ip, port, webui)
+        master = Member("spark-master", f"{ip}:{port}", str(folder), argv, webui=f"{ip}:{webui}")
+        master.pid = spark.start(argv, folder, ip).pid
+        self.members.append(master)
+        url = f"spark://{ip}:{port}"
+        for i in range(workers):
+            wip = f"127.0.0.{32 + i}"
+            folder = self.folder / f"spark-worker-{i}"
+            argv = spark.command("worker", wip, port + 1, webui + 1, url)
+            worker = Member("spark-worker", f"{wip}:{port + 1}", str(folder), argv,
+                            webui=f"{wip}:{webui + 1}")  # fmt: skip
+            worker.pid = spark.start(argv, folder, wip).pid
+            self.members.append(worker)
+        spark.wait_workers(
+            master.webui, workers,
+            lambda: all(alive(m.pid) for m in self.of("spark-master") + self.of("spark-worker")),
+        )  # fmt: skip
 
     def _master_member(self, i: int) -> Member:
         ip = f"127.0.0.{1 + i}"
@@ -271,7 +300,19 @@ class Cluster:
                 "pid": zookeeper.pid if alive(zookeeper.pid) else None,
             },
             "cassandra": None,
-            "spark": None,
+            "spark": self._spark_status(),
+        }
+
+    def _spark_status(self) -> dict[str, Any] | None:
+        masters = self.of("spark-master")
+        if not masters:
+            return None
+        return {
+            "master": f"spark://{masters[0].address}",
+            "workers": [
+                {"address": w.address, "pid": w.pid if alive(w.pid) else None}
+                for w in self.of("spark-worker")
+            ],
         }
 
     # ---------------------------------------------------------- kill / restart
@@ -335,7 +376,8 @@ class Cluster:
     # -------------------------------------------------------------------- stop
     def stop(self) -> None:
         """Stop everything this cluster started (idempotent); heal its partitions."""
-        order = {"healer": 0, "agent": 1, "master": 2, "zookeeper": 3}
+        order = {"healer": 0, "agent": 1, "spark-worker": 2, "spark-master": 3, "master": 4,
+                 "zookeeper": 5}  # fmt: skip
         for member in sorted(self.members, key=lambda m: order.get(m.role, 9)):
             if alive(member.pid):
                 try:
