@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..embedded.cluster import available_mem_mb
+from ..embedded.recovery import alive, processes_under
 from ..errors import ClusterError
 from .partition import Endpoint, heal, partition
 from .zookeeper import ZooKeeperNode, four_letter_word
@@ -65,16 +67,6 @@ class Layout:
     containerizers: str = "process,docker"
     spark_port: int = 7077
     spark_webui_port: int = 18080
-
-
-def alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _get_json(address: str, path: str, timeout: float = 2.0) -> Any:
@@ -129,7 +121,7 @@ class Cluster:
             raise ClusterError("--masters must be 1-9 and --agents 1-200")
         self.members = []
         per_cpus = cpus if cpus is not None else max(0.1, (os.cpu_count() or 1) / agents)
-        per_mem = mem_mb if mem_mb is not None else max(256, (_total_mem_mb() - 1024) // agents)
+        per_mem = mem_mb if mem_mb is not None else max(256, available_mem_mb() // agents)
         try:
             self._start_zookeeper()
             for i in range(masters):
@@ -402,36 +394,12 @@ class Cluster:
             self._save()
 
 
-def processes_under(folder: Path) -> list[int]:
-    """Processes whose working directory is inside ``folder`` (executors in sandboxes)."""
-    found = []
-    root = str(Path(folder).resolve())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if (cwd == root or cwd.startswith(root + "/")) and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
 def _wait_dead(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # our own child: reap it
         time.sleep(0.05)
-
-
-def _total_mem_mb() -> int:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    return 2048
 
 
 __all__ = ["Cluster", "Layout", "Member", "alive", "four_letter_word", "processes_under"]

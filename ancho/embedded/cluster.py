@@ -29,7 +29,8 @@ _TICK_S = 0.1
 _JOIN_TIMEOUT_S = 10.0
 
 
-def _total_mem_mb() -> int:
+def available_mem_mb() -> int:
+    """The machine's memory less 1 GiB for the system, as a Mesos agent offers it."""
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -223,7 +224,7 @@ class EmbeddedCluster:
 
     # ----------------------------------------------------------------- helpers
     def _total_resources(self) -> Resources:
-        mem = self._mem_mb if self._mem_mb is not None else _total_mem_mb()
+        mem = self._mem_mb if self._mem_mb is not None else available_mem_mb()
         if self._disk_mb is not None:
             disk = self._disk_mb
         else:

@@ -24,7 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RecoveredContainer", "checkpoint", "forget", "kill_orphans", "load"]
+__all__ = [
+    "RecoveredContainer", "alive", "checkpoint", "forget", "kill_orphans", "load",
+    "processes_under",
+]  # fmt: skip
 
 _FILE = "executor.json"
 
@@ -73,20 +76,32 @@ def alive(pid: int) -> bool:
         return False
 
 
-def kill_orphans(sandboxes: Path, keep: set[int]) -> list[int]:
-    """SIGKILL the process groups working inside ``sandboxes`` except those in ``keep``."""
-    root = str(sandboxes.resolve())
-    killed = []
+def processes_under(folder: Path) -> list[int]:
+    """Live processes whose working directory is inside ``folder`` (executors run in
+    their sandboxes)."""
+    root = str(folder.resolve())
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        pid = int(entry.name)
         try:
             cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if (cwd == root or cwd.startswith(root + "/")) and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_orphans(sandboxes: Path, keep: set[int]) -> list[int]:
+    """SIGKILL the process groups working inside ``sandboxes`` except those in ``keep``."""
+    killed = []
+    for pid in processes_under(sandboxes):
+        try:
             pgid = os.getpgid(pid)
         except OSError:
             continue
-        if (cwd == root or cwd.startswith(root + "/")) and pgid not in keep and alive(pid):
+        if pgid not in keep:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
                 killed.append(pgid)
