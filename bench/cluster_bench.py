@@ -10,9 +10,11 @@ Measures, in one run on this machine, three times each (median and range):
    leader;
 3. agent-loss detection: from SIGKILL of an agent to the framework's TASK_LOST, with
    test flags (``agent_ping_timeout`` 0.3 s x 5) and, once, with Mesos' defaults
-   (15 s x 5).
+   (15 s x 5);
+4. once (``--cassandra``): ``ancho cluster start --agents 1 --cassandra 3`` beside the
+   same start without Cassandra and one Cassandra node started on its own.
 
-Prints a Markdown report. Usage: ``python bench/cluster_bench.py [--skip-default]``.
+Prints a Markdown report. Usage: ``python bench/cluster_bench.py [--skip-default] [--cassandra]``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from embedded.conftest import Recorder, framework_info, make_task  # noqa: E402
 from pymesos import MesosSchedulerDriver  # noqa: E402
 
+from ancho.cluster.cassandra import CassandraNode  # noqa: E402
 from ancho.cluster.supervisor import Cluster, Layout  # noqa: E402
 from ancho.embedded import EmbeddedCluster  # noqa: E402
 
@@ -138,11 +141,35 @@ def bench_agent_loss(repeats: int, ping_s: float, pings: int) -> list[float]:
     return detected
 
 
+def bench_ring() -> tuple[float, float, float]:
+    """Seconds for ``start(agents=1, cassandra=3)``, for ``start(agents=1)``, and for one
+    Cassandra node started on its own."""
+    timings = []
+    for nodes in (3, 0):
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster = Cluster(Path(tmp) / "cluster", _layout())
+            began = time.monotonic()
+            try:
+                cluster.start(agents=1, masters=1, cpus=1, mem_mb=512, cassandra=nodes)
+                timings.append(time.monotonic() - began)
+            finally:
+                cluster.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        node = CassandraNode(Path(tmp) / "one", host="127.0.0.21", heap="512M", jmx_port=7299)
+        began = time.monotonic()
+        node.start()
+        timings.append(time.monotonic() - began)
+        node.stop()
+    return timings[0], timings[1], timings[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-default", action="store_true", help="No 75 s default run.")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cassandra", action="store_true", help="Also time a 3-node ring.")
     args = parser.parse_args()
+    ring = bench_ring() if args.cassandra else None
     cluster_s, single_s = bench_start(args.repeats)
     resubscribed, offering = bench_failover(args.repeats)
     loss_test = bench_agent_loss(args.repeats, 0.3, 5)
@@ -160,6 +187,10 @@ def main() -> None:
     if loss_default:
         print(f"| agent SIGKILL to TASK_LOST, Mesos' defaults 15 s x 5 "
               f"| {_summary(loss_default)} |")  # fmt: skip
+    if ring:
+        print(f"| `ancho cluster start --agents 1 --cassandra 3` | {ring[0]:.1f} s |")
+        print(f"| baseline: `ancho cluster start --agents 1` | {ring[1]:.1f} s |")
+        print(f"| baseline: one Cassandra node on its own | {ring[2]:.1f} s |")
 
 
 if __name__ == "__main__":

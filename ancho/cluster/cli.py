@@ -37,7 +37,8 @@ def _cluster() -> Cluster:
 
 @click.group()
 def cluster() -> None:
-    """A development cluster on loopback: ZooKeeper, Mesos masters and agents."""
+    """A development cluster on loopback: ZooKeeper, Mesos masters and agents, and
+    optionally a Cassandra ring and Spark."""
 
 
 @cluster.command()
@@ -47,13 +48,25 @@ def cluster() -> None:
 @click.option("--mem-mb", type=click.IntRange(min=64), help="Memory per agent (MB).")
 @click.option("--spark-workers", type=click.IntRange(0, 20), default=0,
               help="A Spark standalone master and this many workers.")  # fmt: skip
+@click.option("--cassandra", type=click.IntRange(0, 9), default=0,
+              help="A Cassandra ring of this many nodes (127.0.0.21 and up).")  # fmt: skip
 def start(
-    agents: int, masters: int, cpus: float | None, mem_mb: int | None, spark_workers: int
+    agents: int,
+    masters: int,
+    cpus: float | None,
+    mem_mb: int | None,
+    spark_workers: int,
+    cassandra: int,
 ) -> None:
     """Start the cluster in the background; print its status once every agent is
     registered."""
     status = _cluster().start(
-        agents=agents, masters=masters, cpus=cpus, mem_mb=mem_mb, spark_workers=spark_workers
+        agents=agents,
+        masters=masters,
+        cpus=cpus,
+        mem_mb=mem_mb,
+        spark_workers=spark_workers,
+        cassandra=cassandra,
     )
     click.echo(json.dumps(status, indent=1))
 
@@ -65,12 +78,13 @@ def status() -> None:
 
 
 @cluster.command()
-@click.argument("kind", type=click.Choice(["agent", "leader", "master", "zookeeper"]))
+@click.argument("kind", type=click.Choice(["agent", "leader", "master", "cassandra", "zookeeper"]))
 @click.argument("target", required=False)
 @click.option("--restart", is_flag=True, help="Start it again with its old identity.")
 def kill(kind: str, target: str | None, restart: bool) -> None:
-    """SIGKILL one process: agent ID, leader, master ADDRESS or zookeeper."""
-    if kind in ("agent", "master") and not target:
+    """SIGKILL one process: agent ID, leader, master ADDRESS, cassandra ADDRESS or
+    zookeeper."""
+    if kind in ("agent", "master", "cassandra") and not target:
         raise click.UsageError(f"`ancho cluster kill {kind}` needs the {kind}'s id or address")
     member = _cluster().kill(kind, target, restart=restart)
     verb = "restarted" if restart else "killed"

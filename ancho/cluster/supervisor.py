@@ -9,7 +9,9 @@ agents' folders, and anything whose working directory is inside the cluster's fo
 is killed).
 
 Addresses (all loopback): ZooKeeper ``127.0.0.1:<zk port>``; master ``i`` at
-``127.0.0.<1+i>:<master port>``; agent ``i`` at ``127.0.0.<11+i>:<agent port>``.
+``127.0.0.<1+i>:<master port>``; agent ``i`` at ``127.0.0.<11+i>:<agent port>``;
+Cassandra node ``i`` at ``127.0.0.<21+i>:9042``; the Spark master at ``127.0.0.31`` and
+worker ``i`` at ``127.0.0.<32+i>``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 from ..embedded.cluster import available_mem_mb
 from ..embedded.recovery import alive, processes_under
 from ..errors import ClusterError
+from .cassandra import CassandraNode, ring_url, start_ring
 from .partition import Endpoint, heal, partition
 from .zookeeper import ZooKeeperNode, four_letter_word
 
@@ -40,7 +43,7 @@ _START_TIMEOUT_S = 60.0
 class Member:
     """One process of the cluster."""
 
-    role: str  # zookeeper | master | agent | healer
+    role: str  # zookeeper | master | agent | cassandra | spark-master | spark-worker | healer
     address: str
     folder: str
     argv: list[str] = field(default_factory=list)
@@ -67,6 +70,9 @@ class Layout:
     containerizers: str = "process,docker"
     spark_port: int = 7077
     spark_webui_port: int = 18080
+    #: Cassandra node ``i``'s local JMX port is this plus ``i``; its heap.
+    cassandra_jmx_port: int = 7200
+    cassandra_heap: str = "512M"
 
 
 def _get_json(address: str, path: str, timeout: float = 2.0) -> Any:
@@ -108,17 +114,18 @@ class Cluster:
     # ------------------------------------------------------------------- start
     def start(
         self, *, agents: int = 3, masters: int = 1, cpus: float | None = None,
-        mem_mb: int | None = None, spark_workers: int = 0,
+        mem_mb: int | None = None, spark_workers: int = 0, cassandra: int = 0,
     ) -> dict[str, Any]:  # fmt: skip
-        """Start ZooKeeper, the masters and the agents; return once every agent is
-        registered with the leading master."""
+        """Start ZooKeeper, the masters and the agents, then a ``cassandra``-node ring
+        and Spark if asked; return once every agent is registered with the leading
+        master and every other part answers."""
         if any(alive(m.pid) for m in self.members):
             raise ClusterError(
                 f"a cluster is already running from {self.folder} "
                 "(`ancho cluster status`, `ancho cluster stop`)"
             )
-        if not 1 <= masters <= 9 or not 1 <= agents <= 200:
-            raise ClusterError("--masters must be 1-9 and --agents 1-200")
+        if not 1 <= masters <= 9 or not 1 <= agents <= 200 or not 0 <= cassandra <= 9:
+            raise ClusterError("--masters must be 1-9, --agents 1-200 and --cassandra 0-9")
         self.members = []
         per_cpus = cpus if cpus is not None else max(0.1, (os.cpu_count() or 1) / agents)
         per_mem = mem_mb if mem_mb is not None else max(256, available_mem_mb() // agents)
@@ -130,6 +137,9 @@ class Cluster:
                 self._start(self._agent_member(i, per_cpus, per_mem))
             self._save()
             self.wait_registered(agents)
+            if cassandra:
+                self._start_cassandra(cassandra)
+                self._save()
             if spark_workers:
                 self._start_spark(spark_workers)
                 self._save()
@@ -145,6 +155,33 @@ class Cluster:
         node.start()
         member = Member("zookeeper", node.address, str(folder), pid=node.pid or 0)
         self.members.append(member)
+
+    def _cassandra_node(self, i: int) -> CassandraNode:
+        """Node ``i`` of the ring: its folder, address and JMX port; node 0 is the seed."""
+        return CassandraNode(
+            self.folder / f"cassandra-{i}", host=f"127.0.0.{21 + i}", seeds=["127.0.0.21"],
+            cluster_name="ancho-dev-ring", jmx_port=self.layout.cassandra_jmx_port + i,
+            heap=self.layout.cassandra_heap,
+        )  # fmt: skip
+
+    def _start_cassandra(self, count: int) -> None:
+        def started(node: CassandraNode, pid: int) -> None:
+            self.members.append(Member("cassandra", node.address, str(node.folder), pid=pid))
+            self._save()
+
+        start_ring([self._cassandra_node(i) for i in range(count)], on_started=started)
+
+    def _cassandra_status(self) -> dict[str, Any] | None:
+        nodes = self.of("cassandra")
+        if not nodes:
+            return None
+        saved = Path(nodes[0].folder) / "admin.url"
+        hosts = [n.address.split(":")[0] for n in nodes]
+        return {
+            "url": ring_url(saved.read_text().strip(), hosts) if saved.is_file() else None,
+            "nodes": [{"address": n.address, "pid": n.pid if alive(n.pid) else None}
+                      for n in nodes],
+        }  # fmt: skip
 
     def _start_spark(self, workers: int) -> None:
         from . import spark
@@ -291,7 +328,7 @@ class Cluster:
                 "address": zookeeper.address,
                 "pid": zookeeper.pid if alive(zookeeper.pid) else None,
             },
-            "cassandra": None,
+            "cassandra": self._cassandra_status(),
             "spark": self._spark_status(),
         }
 
@@ -310,7 +347,7 @@ class Cluster:
     # ---------------------------------------------------------- kill / restart
     def find(self, kind: str, target: str | None) -> Member:
         """The member ``kill`` names: ``agent ID``, ``leader``, ``master ADDRESS``,
-        ``zookeeper``."""
+        ``cassandra ADDRESS``, ``zookeeper``."""
         if kind == "zookeeper":
             found = self.of("zookeeper")
         elif kind == "leader":
@@ -318,11 +355,17 @@ class Cluster:
             found = [m for m in self.of("master") if m.address == leader]
         elif kind == "master":
             found = [m for m in self.of("master") if m.address == target]
+        elif kind == "cassandra":
+            found = [m for m in self.of("cassandra")
+                     if target in (m.address, m.address.split(":")[0])]  # fmt: skip
         elif kind == "agent":
             ids = {a["address"]: a["id"] for a in self.status()["agents"]}
             found = [a for a in self.of("agent") if target in (ids.get(a.address), a.address)]
         else:
-            raise ClusterError(f"cannot kill {kind!r}: agent ID, leader, master ADDRESS, zookeeper")
+            raise ClusterError(
+                f"cannot kill {kind!r}: agent ID, leader, master ADDRESS, cassandra ADDRESS,"
+                " zookeeper"
+            )
         if not found:
             raise ClusterError(f"no {kind} {target or ''} in the cluster at {self.folder}".strip())
         return found[0]
@@ -338,6 +381,9 @@ class Cluster:
                 node = ZooKeeperNode(Path(member.folder), port=self.layout.zk_port)
                 node.start()
                 member.pid = node.pid or 0
+            elif member.role == "cassandra":
+                index = self.of("cassandra").index(member)
+                member.pid = self._cassandra_node(index).start()
             else:
                 self._start(member, append=False)
         self._save()
@@ -368,8 +414,8 @@ class Cluster:
     # -------------------------------------------------------------------- stop
     def stop(self) -> None:
         """Stop everything this cluster started (idempotent); heal its partitions."""
-        order = {"healer": 0, "agent": 1, "spark-worker": 2, "spark-master": 3, "master": 4,
-                 "zookeeper": 5}  # fmt: skip
+        order = {"healer": 0, "agent": 1, "spark-worker": 2, "spark-master": 3, "cassandra": 4,
+                 "master": 5, "zookeeper": 6}  # fmt: skip
         for member in sorted(self.members, key=lambda m: order.get(m.role, 9)):
             if alive(member.pid):
                 try:
