@@ -1,4 +1,5 @@
-"""A real ZooKeeper on loopback for the development cluster's tests (one per module)."""
+"""Fixtures of the development cluster's tests: a real ZooKeeper on loopback (one per
+module), and the environment of an `ancho cluster` in the test's own folder and ports."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e import ancho
 
 from ancho.cluster.zookeeper import ZooKeeperNode
 
@@ -23,3 +25,15 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperNod
     node.start()
     yield node
     node.stop()
+
+
+@pytest.fixture
+def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``ANCHO_CLUSTER_DIR`` and ``ANCHO_CLUSTER_PORTS`` of a cluster of the test's own,
+    stopped afterwards whatever the test did."""
+    env = {
+        "ANCHO_CLUSTER_DIR": str(tmp_path / "cluster"),
+        "ANCHO_CLUSTER_PORTS": f"{free_port()},{free_port()},{free_port()}",
+    }
+    yield env
+    ancho("cluster", "stop", cwd=tmp_path, env=env)

@@ -6,7 +6,6 @@ and whose nodes `kill --restart` brings back with their data."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,6 @@ from ancho.errors import StoreError
 from ancho.results import SequenceResult
 from ancho.store.base import RunRecord
 from ancho.store.cassandra import CassandraStore
-
-from .conftest import free_port
-
-
-@pytest.fixture
-def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {
-        "ANCHO_CLUSTER_DIR": str(tmp_path / "cluster"),
-        "ANCHO_CLUSTER_PORTS": f"{free_port()},{free_port()},{free_port()}",
-    }
-    yield env
-    ancho("cluster", "stop", cwd=tmp_path, env=env)
 
 
 def _replicas(store: CassandraStore, keyspace: str) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,6 @@ import pytest
 from e2e import EXAMPLES, ancho, run_id_of
 
 from ancho.cluster.supervisor import alive, processes_under
-
-from .conftest import free_port
-
-
-@pytest.fixture
-def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {
-        "ANCHO_CLUSTER_DIR": str(tmp_path / "cluster"),
-        "ANCHO_CLUSTER_PORTS": f"{free_port()},{free_port()},{free_port()}",
-    }
-    yield env
-    ancho("cluster", "stop", cwd=tmp_path, env=env)
 
 
 def _state(address: str) -> Any:
