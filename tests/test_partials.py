@@ -1,0 +1,126 @@
+"""Mergeable partial summaries: moments merged from blocks equal the whole data's, the
+quantile sketch keeps the contract's rank bound, merges in index order are bitwise
+reproducible whatever order blocks arrive in and however often they are retried, and
+partials round-trip through JSON exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ancho.partials import BlockPartials, OutputPartial, QuantileSketch
+
+QS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def _blocks(x: np.ndarray, size: int) -> BlockPartials:
+    partials = BlockPartials(block_size=size, max_count=len(x))
+    for b in range(0, len(x), size):
+        partials.put(b // size, partials.block_of({"x": x[b : b + size]}))
+    return partials
+
+
+def _population(x: np.ndarray) -> tuple[float, float, float]:
+    d = x - x.mean()
+    m2, m3, m4 = (d**2).mean(), (d**3).mean(), (d**4).mean()
+    return x.var(ddof=1), m3 / m2**1.5, m4 / m2**2 - 3.0
+
+
+def _rank_error(data: np.ndarray, value: float, q: float) -> int:
+    """How far ``value``'s ranks in ``data`` (sorted) are from the exact rank of ``q``."""
+    target = max(1, math.ceil(q * len(data)))
+    low = int(np.searchsorted(data, value, side="left")) + 1
+    high = int(np.searchsorted(data, value, side="right"))
+    assert high >= low, f"{value} is not a value of the data"
+    return 0 if low <= target <= high else min(abs(target - low), abs(target - high))
+
+
+def test_merged_moments_equal_the_whole_datas() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(0.5, 0.8, 100_003)  # skewed, heavy-tailed, a ragged last block
+    merged = _blocks(x, 1000).merged()["x"]
+    variance, skewness, kurtosis = _population(x)
+    assert merged.n == merged.count == len(x)
+    assert merged.mean == pytest.approx(x.mean(), rel=1e-12)
+    assert merged.variance == pytest.approx(variance, rel=1e-10)
+    assert merged.skewness == pytest.approx(skewness, rel=1e-9)
+    assert merged.kurtosis == pytest.approx(kurtosis, rel=1e-9)
+    assert (merged.minimum, merged.maximum) == (x.min(), x.max())
+
+
+def test_quantiles_are_exact_up_to_the_accuracy() -> None:
+    x = np.random.default_rng(2).normal(size=100_000)
+    merged = _blocks(x, 7_000).merged()["x"]
+    data = np.sort(x)
+    for q, value in zip(QS, merged.sketch.quantiles(QS), strict=True):
+        assert value == data[math.ceil(q * len(data)) - 1]
+
+
+@pytest.mark.parametrize(("n", "accuracy"), [(1_000_000, 100_000), (200_000, 100)])
+def test_quantiles_keep_the_rank_bound_beyond_it(n: int, accuracy: int) -> None:
+    x = np.random.default_rng(3).exponential(size=n).round(3)  # with ties
+    partials = BlockPartials(block_size=10_000, max_count=n, accuracy=accuracy)
+    for b in range(0, n, 10_000):
+        partials.put(b // 10_000, partials.block_of({"x": x[b : b + 10_000]}))
+    sketch = partials.merged()["x"].sketch
+    assert sketch.weight == n
+    assert len(sketch.levels) > 1  # compactions did happen
+    data = np.sort(x)
+    bound = max(1, n // accuracy)
+    grid = [i / 200 for i in range(1, 200)]
+    for q, value in zip(grid, sketch.quantiles(grid), strict=True):
+        assert value is not None and _rank_error(data, value, q) <= bound
+
+
+def test_arrival_order_and_retries_do_not_change_a_bit() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_t(3, size=50_000)
+    reference = json.dumps({k: v.to_dict() for k, v in _blocks(x, 1000).merged().items()})
+    shuffled = BlockPartials(block_size=1000, max_count=len(x))
+    order = rng.permutation(50)
+    for b in [*order, *order[:10]]:  # every block, then ten of them retried
+        shuffled.put(int(b), shuffled.block_of({"x": x[b * 1000 : (b + 1) * 1000]}))
+    merged = shuffled.merged()
+    assert merged["x"].count == len(x)  # a retry replaced, never added
+    assert json.dumps({k: v.to_dict() for k, v in merged.items()}) == reference
+
+
+def test_a_prefix_merges_only_the_blocks_below_it() -> None:
+    x = np.arange(10_000, dtype=float)
+    prefix = _blocks(x, 1000).merged(upto=3)["x"]
+    assert (prefix.count, prefix.mean, prefix.maximum) == (3000, 1499.5, 2999.0)
+
+
+def test_non_finite_values_are_counted_apart() -> None:
+    x = np.array([1.0, np.nan, 2.0, np.inf, -np.inf, np.inf, 3.0])
+    partial = OutputPartial.of(x, QuantileSketch.for_count(len(x)))
+    assert (partial.count, partial.nan, partial.posinf, partial.neginf) == (7, 1, 2, 1)
+    assert (partial.n, partial.mean, partial.minimum, partial.maximum) == (3, 2.0, 1.0, 3.0)
+    assert partial.sketch.weight == 6  # infinities are ranked, NaN is not
+    assert partial.sketch.quantiles([0.01, 0.99]) == [-math.inf, math.inf]
+
+
+def test_json_round_trip_is_exact_and_empty_partials_say_none() -> None:
+    x = np.random.default_rng(5).normal(size=3000)
+    partial = _blocks(x, 1000).merged()["x"]
+    again = OutputPartial.from_dict(json.loads(json.dumps(partial.to_dict())))
+    assert again.to_dict() == partial.to_dict()
+    assert again.sketch.quantiles(QS) == partial.sketch.quantiles(QS)
+    empty = OutputPartial.of([], QuantileSketch.for_count(0))
+    restored = OutputPartial.from_dict(json.loads(json.dumps(empty.to_dict())))
+    assert restored.variance is None and restored.skewness is None
+    assert restored.sketch.quantiles(QS) == [None] * len(QS)
+    constant = OutputPartial.of([2.0] * 5, QuantileSketch.for_count(5))
+    assert constant.variance == 0.0 and constant.kurtosis is None
+
+
+def test_the_sketch_size_follows_the_run_size() -> None:
+    assert QuantileSketch.for_count(1_000).k == 50_001  # never compacts below 100,000
+    big = QuantileSketch.for_count(10_000_000)
+    levels = 1 + math.ceil(math.log2(10_000_000 / (2 * big.k)))
+    assert levels * 10_000_000 / (2 * big.k) <= 10_000_000 / 100_000
+    with pytest.raises(ValueError):
+        QuantileSketch.for_count(10, accuracy=0)
