@@ -459,3 +459,16 @@ def test_meta_set_get_delete(store: Store) -> None:
     assert store.get_meta("framework_id") is None
     version = sys.modules[type(store).__module__].SCHEMA_VERSION  # SQLite 1, Cassandra 2
     assert store.get_meta("schema_version") == str(version)
+
+
+def test_partials_put_replace_list(store: Store) -> None:
+    store.create_run(RunRecord(id="r1", name="n", spec={}, seed=1, sequences=30))
+    store.put_partial("r1", 2, {"x": {"count": 10, "mean": 0.1}})
+    store.put_partial("r1", 0, {"x": {"count": 10, "mean": 1 / 3}})
+    store.put_partial("r1", 2, {"x": {"count": 10, "mean": 0.2}})  # a retried block
+    assert store.list_partials("r1") == {
+        0: {"x": {"count": 10, "mean": 1 / 3}},  # floats come back exactly
+        2: {"x": {"count": 10, "mean": 0.2}},
+    }
+    assert list(store.list_partials("r1")) == [0, 2]
+    assert store.list_partials("other") == {}

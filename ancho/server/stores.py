@@ -10,7 +10,7 @@ admin store.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import AnchoError, NotFound
@@ -145,6 +145,14 @@ class RoutingStore(Store):
     def list_batches(self, run_id: str) -> list[BatchRecord]:
         """The run's batches in flight."""
         return self._for_run(run_id).list_batches(run_id)
+
+    def put_partial(self, run_id: str, block: int, partial: Mapping[str, Any]) -> None:
+        """In the run owner's store."""
+        self._for_run(run_id).put_partial(run_id, block, partial)
+
+    def list_partials(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """From the run owner's store."""
+        return self._for_run(run_id).list_partials(run_id)
 
     def export_ok_parquet(self, run_id: str, path: str) -> int:
         """The owner's store's own (fast) export."""

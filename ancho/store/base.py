@@ -11,7 +11,7 @@ import abc
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -209,6 +209,15 @@ class Store(abc.ABC):
         """A run's log lines with id greater than ``after``, in order."""
 
     # batches in flight and framework metadata ----------------------------
+    @abc.abstractmethod
+    def put_partial(self, run_id: str, block: int, partial: Mapping[str, Any]) -> None:
+        """Store the partial summary of a block of sequence indices (JSON-able), replacing
+        an earlier one of the same block (a retried block)."""
+
+    @abc.abstractmethod
+    def list_partials(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """The run's stored partial summaries by block."""
+
     @abc.abstractmethod
     def put_batch(self, batch: BatchRecord) -> None:
         """Remember a launched batch."""

@@ -25,7 +25,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -46,7 +46,7 @@ from .base import (
 log = logging.getLogger("ancho.store")
 
 #: 1: the first schema; 2: ``models`` (uploaded model tarballs).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Bytes per row of an uploaded model.
 MODEL_CHUNK = 1 << 20
 BUCKET = 10_000
@@ -75,6 +75,10 @@ _TABLES = {
         "CREATE TABLE IF NOT EXISTS {ks}.events (run_id text, id bigint, ts double, source text,"
         " level text, message text, PRIMARY KEY (run_id, id))"
     ),
+    "partials": (
+        "CREATE TABLE IF NOT EXISTS {ks}.partials (run_id text, block bigint, data text,"
+        " PRIMARY KEY (run_id, block)) WITH CLUSTERING ORDER BY (block ASC)"
+    ),
     "batches": (
         "CREATE TABLE IF NOT EXISTS {ks}.batches (run_id text, task_id text, start bigint,"
         " stop bigint, attempt int, executor_id text, agent_id text,"
@@ -94,12 +98,13 @@ _RUN_COLUMNS = (
     " created_at, started_at, finished_at, kill_requested, next_index"
 )
 #: A run's own role may read its keyspace's schema version, runs, results, summaries,
-#: events and uploaded models, and write results, events, summaries and runs (executors
-#: register the run's outputs; the summary job stores the summary). Nothing on users or
-#: batches, nothing on any other keyspace.
+#: events, partial summaries and uploaded models, and write results, events, partial
+#: summaries, summaries and runs (executors register the run's outputs and store each
+#: block's partial; the summary job stores the summary). Nothing on users or batches,
+#: nothing on any other keyspace.
 RUN_GRANTS = (
-    ("SELECT", ("meta", "runs", "results", "summaries", "events", "models")),
-    ("MODIFY", ("runs", "results", "summaries", "events")),
+    ("SELECT", ("meta", "runs", "results", "summaries", "events", "models", "partials")),
+    ("MODIFY", ("runs", "results", "summaries", "events", "partials")),
 )
 #: Pauses before trying again a re-key that Cassandra refused as too soon (7 s in all).
 _REKEY_WAITS = (0.5, 1.0, 1.5, 2.0, 2.0)
@@ -544,6 +549,21 @@ class CassandraStore(Store):
             (run_id, after),
         )
         return [Event(*row) for row in rows]
+
+    def put_partial(self, run_id: str, block: int, partial: Mapping[str, Any]) -> None:
+        """Store (or replace) a block's partial summary: an idempotent upsert."""
+        data = json.dumps(partial, separators=(",", ":"), allow_nan=False)
+        self._run_sql(
+            f"INSERT INTO {self._ks()}.partials (run_id, block, data) VALUES (%s, %s, %s)",
+            (run_id, block, data),
+        )
+
+    def list_partials(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """The run's partial summaries by block."""
+        rows = self._run_sql(
+            f"SELECT block, data FROM {self._ks()}.partials WHERE run_id = %s", (run_id,)
+        )
+        return {int(row.block): json.loads(row.data) for row in rows}
 
     def put_batch(self, batch: BatchRecord) -> None:
         """Remember a launched batch."""

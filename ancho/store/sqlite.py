@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS models (
     digest TEXT PRIMARY KEY, data BLOB NOT NULL, created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS partials (
+    run_id TEXT NOT NULL, block INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (run_id, block)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
     attempt INTEGER NOT NULL, executor_id TEXT NOT NULL, agent_id TEXT NOT NULL,
@@ -414,6 +418,19 @@ class SQLiteStore(Store):
         return bytes(row[0])
 
     # batches and meta -----------------------------------------------------
+    def put_partial(self, run_id: str, block: int, partial: Mapping[str, Any]) -> None:
+        """Store (or replace) a block's partial summary."""
+        data = json.dumps(partial, separators=(",", ":"), allow_nan=False)
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO partials VALUES (?,?,?)", (run_id, block, data))
+
+    def list_partials(self, run_id: str) -> dict[int, dict[str, Any]]:
+        """The run's partial summaries by block."""
+        rows = self._conn().execute(
+            "SELECT block, data FROM partials WHERE run_id=? ORDER BY block", (run_id,)
+        )
+        return {int(block): json.loads(data) for block, data in rows}
+
     def put_batch(self, batch: BatchRecord) -> None:
         """Remember a launched batch."""
         with self._write() as c:
