@@ -251,7 +251,13 @@ def list_runs(store_url: str | None, server_flag: str | None, as_json: bool) -> 
 def status(run_id: str, store_url: str | None, server_flag: str | None) -> None:
     """A run's state, counts, timestamps and seed (JSON)."""
     client = _client(server_flag, store_url)
-    doc = client.run(run_id) if client else _store(store_url).get_run(run_id).to_dict()
+    if client is not None:
+        doc = client.run(run_id)
+    else:
+        from .output import run_document
+
+        store = _store(store_url)
+        doc = run_document(store.get_run(run_id), store)
     click.echo(json.dumps(doc, indent=2))
 
 
@@ -308,16 +314,27 @@ def results(
 @store_option
 @server_option
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table")
-def summary(run_id: str, store_url: str | None, server_flag: str | None, fmt: str) -> None:
-    """A run's summary statistics."""
+@click.option(
+    "--recompute",
+    is_flag=True,
+    help="Recompute the built-in statistics from every stored result with Spark.",
+)
+def summary(run_id: str, store_url: str | None, server_flag: str | None, fmt: str,
+            recompute: bool) -> None:  # fmt: skip
+    """A run's summary statistics (merged from the executors' partial summaries)."""
     from .output import summary_document, summary_table
 
     client = _client(server_flag, store_url)
     if client is not None:
-        doc = client.summary(run_id)
+        doc = client.summary(run_id, recompute=recompute)
     else:
         store = _store(store_url)
-        doc = summary_document(store.get_run(run_id), store.get_summary(run_id))
+        record, stored = store.get_run(run_id), store.get_summary(run_id)
+        if recompute:
+            from .recompute import recompute_outputs
+
+            stored = {**(stored or {}), "outputs": recompute_outputs(store, record)}
+        doc = summary_document(record, stored)
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else summary_table(doc))
 
 

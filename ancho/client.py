@@ -111,9 +111,12 @@ class Client:
         result: dict[str, Any] = self._json("GET", f"/api/v1/runs/{_quote(run_id)}")
         return result
 
-    def summary(self, run_id: str) -> dict[str, Any]:
-        """The summary document."""
-        result: dict[str, Any] = self._json("GET", f"/api/v1/runs/{_quote(run_id)}/summary")
+    def summary(self, run_id: str, *, recompute: bool = False) -> dict[str, Any]:
+        """The summary document (``recompute``: the built-in statistics recomputed by
+        the server's Spark job from every stored result)."""
+        query = "?recompute=true" if recompute else ""
+        path = f"/api/v1/runs/{_quote(run_id)}/summary{query}"
+        result: dict[str, Any] = self._json("GET", path)
         return result
 
     def kill(self, run_id: str) -> dict[str, Any]:
@@ -212,15 +215,17 @@ def wait(client: Client, run_id: str, progress: TextIO | None, poll_s: float = 0
     """Poll the run until it ends, drawing a progress bar on ``progress``."""
     from .progress import ProgressBar
 
-    record = record_from_dict(client.run(run_id))
+    doc = client.run(run_id)
+    record = record_from_dict(doc)
     bar = ProgressBar(progress, record.sequences) if progress is not None else None
     while True:
         if bar is not None:
-            bar.update(record)
+            bar.update(record, doc.get("live"))
         if record.done:
             break
         time.sleep(poll_s)
-        record = record_from_dict(client.run(run_id))
+        doc = client.run(run_id)
+        record = record_from_dict(doc)
     if bar is not None:
         bar.close(record)
     return record

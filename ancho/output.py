@@ -10,15 +10,26 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from .results import OutputValue, SequenceResult
-from .store import RunRecord
+from .store import RunRecord, Store
 
 QUANTILE_COLUMNS = ("0.05", "0.5", "0.95")
+
+
+def run_document(run: RunRecord, store: Store) -> dict[str, Any]:
+    """``ancho status`` and ``GET /api/v1/runs/{id}``: the run's state and counts, and
+    while it is RUNNING its live statistics (DESIGN.md, ``"live"``) when some are in."""
+    doc = run.to_dict()
+    if run.state == "RUNNING":
+        live = store.get_live(run.id)
+        if live:
+            doc["live"] = live
+    return doc
 
 
 def summary_document(run: RunRecord, summary: dict[str, Any] | None) -> dict[str, Any]:
     """The contract's summary JSON: run facts, per-output statistics, custom results."""
     summary = summary or {}
-    return {
+    doc = {
         "run": run.id,
         "state": run.state,
         "seed": run.seed,
@@ -28,6 +39,10 @@ def summary_document(run: RunRecord, summary: dict[str, Any] | None) -> dict[str
         "outputs": summary.get("outputs", {}),
         "custom": summary.get("custom", {}),
     }
+    for key in ("targets_met", "stopped"):  # runs with precision targets
+        if key in summary:
+            doc[key] = summary[key]
+    return doc
 
 
 def _num(value: Any) -> str:

@@ -1,9 +1,11 @@
-"""The progress bar of ``ancho run`` on stderr: done/failed, rate, ETA, state."""
+"""The progress bar of ``ancho run`` and ``ancho submit --wait`` on stderr: done/failed,
+rate, ETA, the first output's live mean and 95% half-width, state."""
 
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from .store import RunRecord
 
@@ -22,10 +24,13 @@ class ProgressBar:
         self._state = ""
         self._drawn = 0.0
         self._last_change: tuple[float, int] = (self.started, 0)
+        self._estimate = ""
 
-    def update(self, run: RunRecord) -> None:
-        """Show the run's latest counts (at most ten times a second)."""
+    def update(self, run: RunRecord, live: Mapping[str, Any] | None = None) -> None:
+        """Show the run's latest counts and live statistics (at most ten times a second)."""
         now = time.monotonic()
+        if live:
+            self._estimate = estimate_text(live, run.outputs)
         done = run.ok + run.failed
         if self._first_done is None and done > 0:
             self._first_done = (now, done)
@@ -60,7 +65,8 @@ class ProgressBar:
             if not run.done and rate > 0:
                 eta_text = f" ETA {max(self.total - done, 0) / rate:,.0f}s"
         failed = f" failed {run.failed:,}" if run.failed else ""
-        return f"[{bar}] {done:,}/{self.total:,}{failed}{rate_text}{eta_text} {run.state}"
+        estimate = f" {self._estimate}" if self._estimate else ""
+        return f"[{bar}] {done:,}/{self.total:,}{failed}{rate_text}{eta_text}{estimate} {run.state}"
 
     def close(self, run: RunRecord) -> None:
         """Draw the final state and end the line."""
@@ -69,3 +75,17 @@ class ProgressBar:
         elif run.state != self._state:
             self.stream.write(self._line(run, time.monotonic()) + "\n")
         self.stream.flush()
+
+
+def estimate_text(live: Mapping[str, Any], outputs: list[str] | None) -> str:
+    """``"pi 3.1416 ± 0.0012"``: the first output's live mean and 95% half-width."""
+    names = [n for n in (outputs or []) if n in live] or sorted(live)
+    if not names:
+        return ""
+    stats = live[names[0]]
+    mean, ci = stats.get("mean"), stats.get("ci95")
+    if mean is None:
+        return ""
+    if not ci:
+        return f"{names[0]} {mean:.6g}"
+    return f"{names[0]} {mean:.6g} ± {(ci[1] - ci[0]) / 2:.2g}"

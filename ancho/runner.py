@@ -2,7 +2,8 @@
 
 The code path is the cluster's: a pymesos scheduler subscribes to the embedded master,
 accepts offers and launches ``ancho-executor`` processes through the embedded agent;
-executors write to the store; Spark computes the summary.
+executors write every sequence and a partial summary of each block to the store; the
+summary is the merge of the partials. Spark starts only for a model's custom summary.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def run_local(
     """
     from .extras import require
 
-    require("spark", "`ancho run`", "Spark (on Java 17) computes the summary.")
+    custom = bool(spec.model.summary)
+    if custom:
+        require("spark", "A custom summary", "Spark (on Java 17) runs the model's summarize.")
     if spec.executor.containerizer == "docker":
         require("docker", "The Docker containerizer")
     from ancho.embedded import EmbeddedCluster
@@ -135,9 +138,11 @@ def run_local(
     store.create_run(run)
     if on_created is not None:
         on_created(run)
-    job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
-    if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
-        job.warm_up()  # Spark's JVM starts (at low priority) while the sequences run
+    job = None
+    if custom:
+        job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
+        if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
+            job.warm_up()  # Spark's JVM starts (at low priority) while the sequences run
     docker_cache = work_dir / "cache-docker"  # its Python differs from ours: its own envs
     if spec.executor.containerizer == "docker":
         share_with_containers(docker_cache, *_sqlite_files(store.url))
@@ -162,7 +167,8 @@ def run_local(
             finally:
                 service.stop(failover=False)
     finally:
-        job.close()
+        if job is not None:
+            job.close()
     if bar is not None:
         bar.close(store.get_run(run.id))
     return store.get_run(run.id)
@@ -198,7 +204,8 @@ def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar
                 continue
             unreachable_since = None
             if bar is not None:
-                bar.update(record)
+                live = store.get_live(run_id) if record.state == "RUNNING" else None
+                bar.update(record, live)
             if record.done:
                 return
             time.sleep(0.2)

@@ -81,6 +81,8 @@ class RunSpec:
     max_attempts: int = 3
     timeout_s: float | None = None
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    #: ``{output: {"sem" | "ci95_halfwidth" | "rel_ci95": bound}}`` (DESIGN.md).
+    targets: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON (every default written out), valid against the schema."""
@@ -100,6 +102,8 @@ class RunSpec:
         }
         if self.timeout_s is not None:
             out["timeout_s"] = self.timeout_s
+        if self.targets:
+            out["targets"] = self.targets
         return out
 
     @classmethod
@@ -135,7 +139,13 @@ class RunSpec:
                 image=ex.get("image", "ancho/executor:latest"),
                 network=ex.get("network", "none"),
             ),
+            targets=_targets(data.get("targets", {})),
         )
+
+
+def _targets(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    return {output: {kind: float(bound) for kind, bound in target.items()}
+            for output, target in data.items()}  # fmt: skip
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -205,7 +215,10 @@ def _describe(err: jsonschema.ValidationError) -> list[ErrorDetail]:
         "minLength": "must not be empty" if value == 1 else f"must have >= {value} characters",
         "maxLength": f"must have <= {value} characters",
         "enum": "must be one of " + ", ".join(map(json.dumps, value)) if kind == "enum" else "",
-        "pattern": "must look like module:function (e.g. model:simulate)",
+        "pattern": "must look like module:function (e.g. model:simulate)"
+        if ":" in str(value)
+        else f"{json.dumps(err.instance)} is not an output name (letters, digits, _)",
+        "minProperties": "must set at least one of sem, ci95_halfwidth, rel_ci95",
     }
     return [ErrorDetail(where, messages.get(str(kind), err.message))]
 

@@ -59,6 +59,8 @@ from pyspark.ml.stat import Summarizer
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from .partials import DEFAULT_ACCURACY, QUANTILES
+
 __all__ = [
     "DEFAULT_ACCURACY",
     "QUANTILES",
@@ -69,8 +71,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-DEFAULT_ACCURACY = 100_000
 
 CustomSummary = Callable[[DataFrame, dict[str, Any]], Mapping[str, Any]]
 

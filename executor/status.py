@@ -57,10 +57,11 @@ class StatusReporter:
             log.exception("status update %s %s not sent", task_id, state)
         return True
 
-    def progress(self, task_id: str, data: dict[str, Any]) -> None:
-        """A TASK_RUNNING update with progress, unless one went out recently."""
+    def progress(self, task_id: str, data: dict[str, Any]) -> bool:
+        """A TASK_RUNNING update with progress, unless one went out recently; whether it
+        was sent."""
         with self._lock:
             last = self._last.get(task_id, 0.0)
             if time.monotonic() - last < self._progress_s or task_id in self._terminal:
-                return
-        self.send(task_id, "TASK_RUNNING", data)
+                return False
+        return self.send(task_id, "TASK_RUNNING", data)

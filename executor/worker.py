@@ -17,17 +17,19 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ancho.errors import AnchoError, ModelError
 from ancho.model import materialize
+from ancho.partials import BlockPartial, RunPartials
 from ancho.requirements import install
 from ancho.results import SequenceResult
 from ancho.store import Store, open_store
 
 from . import runlog as runlogs
+from .blocks import BlockCollector
 from .config import ExecutorConfig
 from .memory import rss_bytes
 from .model_process import ModelCrashed, ModelProcess
@@ -69,6 +71,7 @@ class BatchWorker:
         self._store: Store | None = None
         self._model: ModelProcess | None = None
         self._request: LoadRequest | None = None
+        self._blocks: RunPartials | None = None
         self._thread = threading.Thread(target=self._loop, name="ancho-batches", daemon=True)
         self.on_idle_exit: Any = None
 
@@ -146,6 +149,7 @@ class BatchWorker:
         store = self._store
         if self._request is None:
             run = store.get_run(self.config.run_id)
+            self._blocks = RunPartials.for_run(run.sequences)
             model = run.spec["model"]
             model_dir = materialize(model["source"], self.config.cache_dir / "models", store)
             env_dir = None
@@ -201,58 +205,114 @@ class BatchWorker:
             data = {**progress, "fatal": True, "error": exc.format_message()}
             self.reporter.send(tid, "TASK_FAILED", data, message=exc.format_message())
             return
+        assert self._blocks is not None
+        batch = _Batch(tid, progress, self._collector(store, task.start))
         t0 = time.perf_counter()
         flush_rows, flush_s = self.config.flush_rows, self.config.flush_s
-        buf: list[SequenceResult] = []
         last_flush = time.monotonic()
         with contextlib.closing(model.run(task.start, task.stop, task.attempt)) as results:
             try:
                 for n, result in enumerate(results, 1):
-                    buf.append(result)
-                    if len(buf) >= flush_rows or (
+                    batch.add(result)
+                    if len(batch.rows) >= flush_rows or (
                         n % 64 == 0 and time.monotonic() - last_flush >= flush_s
                     ):
-                        self._flush(store, buf, progress)
-                        buf = []
+                        self._flush(store, batch)
                         last_flush = time.monotonic()
-                        self.reporter.progress(tid, dict(progress))
+                        if self.reporter.progress(tid, batch.report()):
+                            batch.reported()
                         if tid in self._cancelled or self._stopping.is_set():
                             results.close()
-                            self.reporter.send(tid, "TASK_KILLED", dict(progress), message="killed")
+                            self.reporter.send(tid, "TASK_KILLED", batch.report(), message="killed")
                             return
             except InvalidMessage as exc:
                 # A model that breaks the protocol does so on every attempt: no retry.
-                self._flush(store, buf, progress)
+                self._flush(store, batch)
                 log.error("batch %s: %s", tid, exc)
-                data = {**progress, "fatal": True, "error": str(exc)}
+                data = {**batch.report(), "fatal": True, "error": str(exc)}
                 self.reporter.send(tid, "TASK_FAILED", data, message=str(exc))
                 return
             except ModelCrashed as exc:
                 # What arrived is kept; the batch is retried from there in a new process.
-                self._flush(store, buf, progress)
+                self._flush(store, batch)
                 log.warning("batch %s: %s", tid, exc)
-                self.reporter.send(tid, "TASK_FAILED", dict(progress), message=str(exc))
+                self.reporter.send(tid, "TASK_FAILED", batch.report(), message=str(exc))
                 return
-        self._flush(store, buf, progress)
+        self._flush(store, batch)
         progress["elapsed"] = time.perf_counter() - t0
-        self.reporter.send(tid, "TASK_FINISHED", progress)
+        self.reporter.send(tid, "TASK_FINISHED", batch.report())
 
-    def _flush(self, store: Store, buf: list[SequenceResult], progress: dict[str, Any]) -> None:
-        if not buf:
-            return
+    def _collector(self, store: Store, start: int) -> BlockCollector:
+        """The batch's block collector; a batch that starts inside a block (a retry)
+        reads the block's earlier rows back from the store."""
+        assert self._blocks is not None
+        first, _ = self._blocks.block_range(start // self._blocks.block_size)
+        if first == start:
+            return BlockCollector(self._blocks, start)
+        run_id = self.config.run_id
+        earlier = self._retrying(lambda: list(store.iter_results(run_id, first, start)))
+        return BlockCollector(self._blocks, start, earlier)
+
+    def _flush(self, store: Store, batch: _Batch) -> None:
+        """Store the batch's rows, then the partials of the blocks they complete."""
+        buf, blocks = batch.rows, batch.done
+        if buf:
+            self._retrying(lambda: store.write_results(self.config.run_id, buf))
+        for block, partial in blocks:
+            data = partial.to_dict()
+            self._retrying(lambda: store.put_partial(self.config.run_id, block, data))  # noqa: B023
+            batch.unreported[str(block)] = data
+        batch.stored()
+
+    @staticmethod
+    def _retrying(call: Any) -> Any:
         for delay in (*_STORE_RETRIES, None):
             try:
-                store.write_results(self.config.run_id, buf)
-                break
+                return call()
             except AnchoError:
                 if delay is None:
                     raise
-                log.warning("store write failed; retrying in %.1f s", delay, exc_info=True)
+                log.warning("store call failed; retrying in %.1f s", delay, exc_info=True)
                 time.sleep(delay)
-        ok = sum(1 for r in buf if r.status == "ok")
-        progress["ok"] += ok
-        progress["failed"] += len(buf) - ok
-        progress["next"] = buf[-1].sequence + 1
+        return None
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A running batch: rows not yet stored, completed blocks, what the scheduler has not
+    been told. ``progress`` counts only what is stored."""
+
+    task_id: str
+    progress: dict[str, Any]
+    collector: BlockCollector
+    rows: list[SequenceResult] = field(default_factory=list)
+    done: list[tuple[int, BlockPartial]] = field(default_factory=list)
+    unreported: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, result: SequenceResult) -> None:
+        self.rows.append(result)
+        block = self.collector.add(result)
+        if block is not None:
+            self.done.append(block)
+
+    def stored(self) -> None:
+        """The rows and blocks taken so far are in the store."""
+        if self.rows:
+            ok = sum(1 for r in self.rows if r.status == "ok")
+            self.progress["ok"] += ok
+            self.progress["failed"] += len(self.rows) - ok
+            self.progress["next"] = self.rows[-1].sequence + 1
+        self.rows, self.done = [], []
+
+    def report(self) -> dict[str, Any]:
+        """The status update's data: progress and the stored blocks' partials."""
+        data = dict(self.progress)
+        if self.unreported:
+            data["partials"] = dict(self.unreported)
+        return data
+
+    def reported(self) -> None:
+        self.unreported.clear()
 
 
 def requirements_file(model: dict[str, Any], model_dir: Path) -> Path | None:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ancho.partials import BlockPartial, RunPartials
+
+#: One block's partial summary, by block index.
+Partials = tuple[tuple[int, BlockPartial], ...]
+
 # --- events ----------------------------------------------------------------------
 
 
@@ -28,6 +33,10 @@ class RunInfo:
     image: str = "ancho/executor:latest"
     network: str = "none"
     mounts: tuple[str, ...] = ()  # host folders a container executor needs, read-only
+    #: Batches are cut out of whole blocks of this many sequences (the run's partials').
+    block_size: int = 1
+    #: Precision targets: (output, "sem" | "ci95_halfwidth" | "rel_ci95", bound).
+    targets: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,6 +62,7 @@ class Submit:
     in_flight: tuple[tuple[str, str, Range], ...] = ()  # (task_id, executor_id, range)
     ok: int = 0
     failed: int = 0
+    partials: Partials = field(default=(), hash=False)  # stored before a restart
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,6 +96,8 @@ class TaskStatus:
     data: dict[str, Any] | None = None
     executor_id: str = ""
     agent_id: str = ""
+    #: The partials of blocks the batch completed (parsed from ``data``).
+    partials: Partials = field(default=(), hash=False)
 
 
 @dataclass(slots=True, frozen=True)
@@ -265,9 +277,21 @@ class WriteFailed:
 
 @dataclass(slots=True, frozen=True)
 class StartSummary:
-    """All sequences are in: compute the summary."""
+    """All sequences are in (or the targets are met at ``stopped``): compute the summary
+    from ``partials``, which the state machine no longer touches."""
 
     run_id: str
+    partials: RunPartials = field(hash=False)
+    stopped: int | None = None
+    has_targets: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class PutLive:
+    """Persist a running run's live statistics (DESIGN.md, ``"live"``)."""
+
+    run_id: str
+    live: dict[str, Any] = field(hash=False)
 
 
 @dataclass(slots=True, frozen=True)
@@ -318,6 +342,7 @@ Command = (
     | ForgetBatch
     | WriteFailed
     | StartSummary
+    | PutLive
     | Log
     | SendCredential
     | RefuseCredential

@@ -20,6 +20,7 @@ from pymesos import Scheduler, decode_data, encode_data
 
 from ancho import messages
 from ancho.errors import AnchoError
+from ancho.partials import BlockPartial
 from ancho.results import SequenceResult
 from ancho.store import BatchRecord, Store
 
@@ -37,6 +38,7 @@ from .events import (
     Log,
     Offer,
     Offers,
+    PutLive,
     Range,
     Reconcile,
     RefuseCredential,
@@ -56,6 +58,7 @@ from .events import (
     WriteFailed,
 )
 from .state import PREFETCH, TASK_CPUS, TASK_MEM_MB, SchedulerState
+from .summaries import SummaryOutcome, summarize_from_partials
 
 log = logging.getLogger("ancho.scheduler")
 
@@ -63,13 +66,8 @@ log = logging.getLogger("ancho.scheduler")
 DOCKER_SANDBOX = "/mnt/mesos/sandbox"
 
 
-@dataclass(slots=True, frozen=True)
-class SummaryOutcome:
-    """What the summary job reports back: final counts, or why it failed."""
-
-    ok: int
-    failed: int
-    error: str | None = None
+#: ``job(run_id, store_url)`` -> (the custom summary, why it failed or None).
+CustomSummaryJob = Callable[[str, str], tuple[dict[str, Any], str | None]]
 
 
 @dataclass(slots=True, frozen=True)
@@ -151,14 +149,15 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         store: Store,
         state: SchedulerState,
         launch: ExecutorLaunch,
-        summarize: Callable[[str, str], SummaryOutcome],
+        custom_summary: CustomSummaryJob | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.state = state
         self.launch = launch
-        #: ``summarize(run_id, store_url)``: the URL carries the run's own credential.
-        self.summarize = summarize
+        #: Runs a model's custom ``summarize`` (Spark): ``custom_summary(run_id, store_url)``
+        #: with the run's own credential in the URL. None: custom summaries are refused.
+        self.custom_summary = custom_summary
         self.credentials = launch.credentials or RunCredentials(launch.store_url_for, store)
         self._fallbacks_logged: set[str] = set()
         self.clock = clock
@@ -228,6 +227,8 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 data = json.loads(decode_data(status["data"]))
             except ValueError:
                 data = None
+        data = data if isinstance(data, dict) else None
+        partials = _partials(data.pop("partials", None)) if data else ()
         self.handle(
             TaskStatus(
                 task_id=status["task_id"]["value"],
@@ -235,9 +236,10 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 now=self.clock(),
                 reason=status.get("reason", ""),
                 message=status.get("message", ""),
-                data=data if isinstance(data, dict) else None,
+                data=data,
                 executor_id=status.get("executor_id", {}).get("value", ""),
                 agent_id=status.get("agent_id", {}).get("value", ""),
+                partials=partials,
             )
         )
 
@@ -306,8 +308,10 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 self._write_failed(cmd.run_id, cmd.range, cmd.reason)
             case StartSummary():
                 threading.Thread(
-                    target=self._summary, args=(cmd.run_id,), name="ancho-summary", daemon=True
+                    target=self._summary, args=(cmd,), name="ancho-summary", daemon=True
                 ).start()
+            case PutLive():
+                self.store.put_live(cmd.run_id, cmd.live)
             case Log():
                 level = logging.getLevelName(cmd.level.upper())
                 log.log(level if isinstance(level, int) else logging.INFO, "run %s: %s",
@@ -408,18 +412,39 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             ]
             self.store.write_results(run_id, rows)
 
-    def _summary(self, run_id: str) -> None:
+    def _summary(self, cmd: StartSummary) -> None:
+        run_id = cmd.run_id
         try:
-            outcome = self.summarize(run_id, self.credentials.store_url(run_id))
+            outcome = summarize_from_partials(
+                self.store, run_id, cmd.partials, stopped=cmd.stopped,
+                has_targets=cmd.has_targets, custom=self._custom,
+            )  # fmt: skip
         except Exception as exc:
             if isinstance(exc, AnchoError):
                 log.warning("summary of run %s failed: %s", run_id, exc)
             else:
                 log.exception("summary of run %s failed", run_id)
-            try:
-                counts = self.store.count_results(run_id)
-                ok, failed = counts.ok, counts.failed
-            except AnchoError:
-                ok = failed = 0  # the store is away: the run's last counts stand
+            ok, failed = cmd.partials.prefix.ok, cmd.partials.prefix.failed
             outcome = SummaryOutcome(ok, failed, f"{type(exc).__name__}: {exc}")
         self.handle(SummaryDone(run_id, outcome.ok, outcome.failed, self.clock(), outcome.error))
+
+    def _custom(self, run_id: str) -> tuple[dict[str, Any], str | None]:
+        """The run's custom summary, from the Spark worker."""
+        if self.custom_summary is None:
+            why = "custom summaries need Spark, which this scheduler was started without"
+            return {"error": why}, why
+        return self.custom_summary(run_id, self.credentials.store_url(run_id))
+
+
+def _partials(data: Any) -> tuple[tuple[int, BlockPartial], ...]:
+    """The block partials an executor sent with a status update (bad ones are dropped:
+    the summary then reads that block from the store)."""
+    if not isinstance(data, dict):
+        return ()
+    out = []
+    for block, partial in data.items():
+        try:
+            out.append((int(block), BlockPartial.from_dict(partial)))
+        except (KeyError, TypeError, ValueError):
+            log.warning("a malformed partial of block %r was dropped", block)
+    return tuple(sorted(out, key=lambda item: item[0]))

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ancho.errors import AnchoError
+from ancho.partials import BlockPartial, block_size
 from ancho.store import RunRecord, Store
 
 from .events import KillRun, Range, RunInfo, Submit, Tick
-from .framework import AnchoFramework, ExecutorLaunch, SummaryOutcome
+from .framework import AnchoFramework, CustomSummaryJob, ExecutorLaunch
 from .state import SchedulerConfig, SchedulerState
+from .summaries import SummaryOutcome
 
 log = logging.getLogger("ancho.scheduler")
 
@@ -44,7 +46,15 @@ def run_info(run: RunRecord) -> RunInfo:
         image=ex.get("image", "ancho/executor:latest"),
         network=ex.get("network", "none"),
         mounts=_local_mounts(spec.get("model", {}).get("source", "")),
+        block_size=block_size(run.sequences),
+        targets=_targets(spec.get("targets", {})),
     )
+
+
+def _targets(targets: dict[str, dict[str, float]]) -> tuple[tuple[str, str, float], ...]:
+    """The spec's targets as (output, kind, bound), in a fixed order."""
+    return tuple((output, kind, float(bound)) for output, target in sorted(targets.items())
+                 for kind, bound in sorted(target.items()))  # fmt: skip
 
 
 def _local_mounts(source: str) -> tuple[str, ...]:
@@ -73,7 +83,7 @@ class SchedulerService:
         store: Store,
         master: str,
         launch: ExecutorLaunch,
-        summarize: Any,
+        custom_summary: CustomSummaryJob | None,
         config: SchedulerConfig | None = None,
         failover_timeout_s: float = 7 * 24 * 3600.0,
         *,
@@ -85,7 +95,8 @@ class SchedulerService:
         from pymesos import MesosSchedulerDriver  # late: pymesos installs a SIGINT handler
 
         self.store = store
-        self.framework = AnchoFramework(store, SchedulerState(config), launch, summarize)
+        self.framework = AnchoFramework(store, SchedulerState(config), launch,
+                                        custom_summary)  # fmt: skip
         framework_info: dict[str, Any] = {
             "user": getpass.getuser(),
             "name": "ancho",
@@ -130,6 +141,11 @@ class SchedulerService:
                 in_flight.append((b.task_id, b.executor_id, rng))
             else:
                 pending.append(rng)
+        resumed = in_flight or pending or run.next_index
+        partials: tuple[tuple[int, BlockPartial], ...] = ()
+        if resumed:  # what the executors stored before the restart
+            stored = self.store.list_partials(run.id)
+            partials = tuple((b, BlockPartial.from_dict(d)) for b, d in sorted(stored.items()))
         self.framework.handle(
             Submit(
                 run_info(run),
@@ -137,8 +153,9 @@ class SchedulerService:
                 next_index=run.next_index,
                 pending=tuple(pending),
                 in_flight=tuple(in_flight),
-                ok=run.ok if in_flight or pending or run.next_index else 0,
-                failed=run.failed if in_flight or pending or run.next_index else 0,
+                ok=run.ok if resumed else 0,
+                failed=run.failed if resumed else 0,
+                partials=partials,
             )
         )
 

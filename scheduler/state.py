@@ -22,6 +22,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from ancho.partials import Z95, BlockPartial, RunPartials, live_statistics
+
 from .events import (
     AgentLost,
     Command,
@@ -36,6 +38,7 @@ from .events import (
     Log,
     Offer,
     Offers,
+    PutLive,
     Range,
     Reconcile,
     RefuseCredential,
@@ -157,6 +160,11 @@ class RunTrack:
     reported_at: float = 0.0
     #: The largest offer a "waiting: no offer fits" line named (None: not waiting).
     waiting: tuple[float, float] | None = None
+    #: The blocks' partial summaries, merged in index order as they come in.
+    partials: RunPartials = field(default_factory=lambda: RunPartials(1, 1))
+    #: Where the targets were met (the run then stops): sequences 0..stopped-1 count.
+    stopped: int | None = None
+    live_reported: int = -1
 
     def has_work(self) -> bool:
         """Whether sequences wait to be launched."""
@@ -237,6 +245,7 @@ class SchedulerState:
             pending=deque(ev.pending),
             ok_done=ev.ok,
             failed_done=ev.failed,
+            partials=RunPartials(ev.run.sequences, ev.run.block_size),
         )
         self.runs[ev.run.run_id] = run
         for task_id, executor_id, rng in ev.in_flight:
@@ -251,6 +260,7 @@ class SchedulerState:
             self._transition(run, "STAGING", ev.now, "resumed with batches in flight")
             out.append(Reconcile(tuple(t for t, _, _ in ev.in_flight)))
         out.append(Log(run.info.run_id, "info", f"run queued: {ev.run.sequences} sequences"))
+        self._take_partials(run, ev.partials, ev.now, out)
         self._check_complete(run, ev.now, out)
         if run.has_work() and self.suppressed:
             self.suppressed = False
@@ -299,15 +309,16 @@ class SchedulerState:
         if run.state not in ACTIVE_RUN_STATES or run.has_work() or run.batches:
             return
         ok, failed, _ = run.counts()
-        self._transition(run, "SUMMARIZING", now, "all sequences stored")
+        why = "all sequences stored" if run.stopped is None else "targets met"
+        self._transition(run, "SUMMARIZING", now, why)
         self._stop_executors(run, out)
-        out.append(
-            UpdateRun(
-                run.info.run_id, {"state": "SUMMARIZING", "ok": ok, "failed": failed, "running": 0}
-            )
-        )
-        out.append(Log(run.info.run_id, "info", f"all sequences in ({ok} ok, {failed} failed)"))
-        out.append(StartSummary(run.info.run_id))
+        fields: dict[str, object] = {"state": "SUMMARIZING", "running": 0}
+        if run.stopped is None:
+            fields.update(ok=ok, failed=failed)
+            out.append(Log(run.info.run_id, "info", f"all sequences in ({ok} ok, {failed} failed)"))
+        out.append(UpdateRun(run.info.run_id, fields))
+        out.append(StartSummary(run.info.run_id, run.partials, run.stopped,
+                                bool(run.info.targets)))  # fmt: skip
         self._maybe_suppress(out)
 
     def _summary_done(self, ev: SummaryDone, out: list[Command]) -> None:
@@ -465,7 +476,7 @@ class SchedulerState:
         cfg = self.config
         remaining = run.info.sequences - run.next_index
         if cfg.fixed_batch is not None:
-            return min(cfg.fixed_batch, remaining)
+            return self._whole_blocks(run, cfg.fixed_batch, remaining)
         if run.rate is None:
             size = cfg.first_batch
         else:
@@ -474,7 +485,13 @@ class SchedulerState:
         # Near the end, smaller batches keep every executor busy until the last one ends.
         workers = max(len(run.executors), 1) * PREFETCH
         size = min(size, math.ceil(remaining / workers), cfg.max_batch)
-        size = max(1, min(size, remaining))
+        return self._whole_blocks(run, size, remaining)
+
+    @staticmethod
+    def _whole_blocks(run: RunTrack, size: int, remaining: int) -> int:
+        """``size`` rounded up to whole blocks (the last block of a run may be short)."""
+        block = run.info.block_size
+        size = max(1, min(math.ceil(max(size, 1) / block) * block, remaining))
         run.last_size = size
         return size
 
@@ -504,6 +521,9 @@ class SchedulerState:
             batch.next = max(batch.next, min(data["next"], batch.range.stop))
             batch.ok = int(data.get("ok", batch.ok))
             batch.failed = int(data.get("failed", batch.failed))
+        self._take_partials(run, ev.partials, ev.now, out)
+        if run.info.run_id not in self.runs:
+            return
         if ev.state == "TASK_RUNNING":
             run.start_failures = 0
             if ex is not None:
@@ -517,6 +537,44 @@ class SchedulerState:
         self._batch_ended(run, batch, ex, ev, data, out)
         if run.info.run_id in self.runs:
             self._check_complete(run, ev.now, out)
+
+    # --- partial summaries and targets -----------------------------------------
+    def _take_partials(self, run: RunTrack, partials: tuple[tuple[int, BlockPartial], ...],
+                       now: float, out: list[Command]) -> None:  # fmt: skip
+        """Merge the blocks that came in; stop the run where its targets are met."""
+        if run.stopped is not None or run.state not in ACTIVE_RUN_STATES:
+            return
+        for block, partial in partials:
+            run.partials.put(block, partial)
+        for end in run.partials.advance():
+            if run.info.targets and _targets_met(run.info.targets, run.partials.prefix):
+                self._stop_at(run, end, now, out)
+                return
+
+    def _stop_at(self, run: RunTrack, k: int, now: float, out: list[Command]) -> None:
+        """The targets hold over sequences 0..k-1: cancel the rest of the run."""
+        info = run.info
+        run.stopped = k
+        out.append(Log(info.run_id, "info", f"targets met at sequence {k}: stopping"))
+        for rng in run.pending:
+            out.append(ForgetBatch(info.run_id, _retry_key(rng)))
+        run.pending.clear()
+        run.next_index = info.sequences
+        for batch in run.batches.values():
+            ex = run.executors.get(batch.executor_id)
+            out.append(KillTask(batch.task_id, ex.agent_id if ex else ""))
+        self._check_complete(run, now, out)
+        self._maybe_suppress(out)
+
+    def _live(self, run: RunTrack, out: list[Command]) -> None:
+        """The live statistics, when blocks came in since they were last sent."""
+        live = run.partials.live()
+        seen = live.ok + live.failed
+        if seen == run.live_reported:
+            return
+        run.live_reported = seen
+        stats = {name: live_statistics(p) for name, p in live.outputs.items()}
+        out.append(PutLive(run.info.run_id, stats))
 
     def _batch_ended(
         self,
@@ -544,6 +602,8 @@ class SchedulerState:
                 # Too quick to time: grow geometrically until batches are measurable.
                 run.rate = len(batch.range) * self.config.growth / self.config.batch_target_s
             return
+        if run.stopped is not None:
+            return  # killed because the targets were met: the rest is not wanted
         if data.get("fatal"):
             self._end(run, "FAILED", str(data.get("error", "the model could not run")), ev.now, out)
             return
@@ -644,6 +704,30 @@ class SchedulerState:
                 out.append(
                     UpdateRun(run.info.run_id, {"ok": ok, "failed": failed, "running": running})
                 )
+                self._live(run, out)
+
+
+def _targets_met(targets: tuple[tuple[str, str, float], ...], prefix: BlockPartial) -> bool:
+    """Whether every target holds over the prefix. A target holds only on a positive
+    sem: a zero variance (say, a Bernoulli output with no success yet) says nothing
+    about precision."""
+    for output, kind, bound in targets:
+        stats = prefix.outputs.get(output)
+        live = live_statistics(stats) if stats is not None else None
+        sem, mean = (live["sem"], live["mean"]) if live else (None, None)
+        if sem is None or mean is None or sem <= 0.0:
+            return False
+        if kind == "sem":
+            value = sem
+        elif kind == "ci95_halfwidth":
+            value = Z95 * sem
+        else:  # rel_ci95
+            if mean == 0.0:
+                return False
+            value = Z95 * sem / abs(mean)
+        if value > bound:
+            return False
+    return True
 
 
 def _differs(before: tuple[float, float], now: tuple[float, float]) -> bool:

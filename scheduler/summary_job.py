@@ -34,8 +34,6 @@ from ancho.parquet import write_results_parquet
 from ancho.requirements import install
 from ancho.store import Store, open_store
 
-from .framework import SummaryOutcome
-
 log = logging.getLogger("ancho.scheduler")
 
 
@@ -46,12 +44,17 @@ def summarize_run(
     work_dir: Path | None,
     cache_dir: Path,
     master: str = "local[*]",
-) -> SummaryOutcome:
-    """Compute and store one run's summary with a Spark session; return final counts.
+    *,
+    builtin: bool = False,
+    custom: bool = True,
+) -> tuple[dict[str, Any], str | None]:
+    """The Spark parts of one run's summary: the built-in statistics (``builtin``, what
+    ``ancho summary --recompute`` shows) and the model's custom summary (``custom``, when
+    the spec names one). Returns ``({"outputs"?, "custom"?}, error)``; nothing is stored.
 
     A custom summary that cannot run (its model or requirements fail to load, its process
-    dies, times out or sends something invalid) still leaves the built-in summary stored,
-    with ``custom`` = ``{"error": reason}``, and the outcome carries the reason.
+    dies, times out or sends something invalid) gives ``custom`` = ``{"error": reason}``,
+    and the reason as the error.
     """
     from ancho.cassandra_spark import results_frame
     from ancho.custom_summary import CustomSummaryFailed, scratch_folder
@@ -60,11 +63,11 @@ def summarize_run(
 
     t0 = time.perf_counter()
     run = store.get_run(run_id)
-    counts = store.count_results(run_id)
-    t_count = time.perf_counter()
     outputs = list(run.outputs or [])
     params = dict(run.spec.get("parameters", {}))
-    custom = bool(run.spec["model"].get("summary"))
+    custom = custom and bool(run.spec["model"].get("summary"))
+    result: dict[str, Any] = {}
+    error = None
     with contextlib.ExitStack() as stack:
         tmp = Path(
             stack.enter_context(tempfile.TemporaryDirectory(dir=work_dir, prefix="ancho-summary-"))
@@ -80,26 +83,26 @@ def summarize_run(
             source = exported = (scratch / "input" if scratch else tmp) / "results.parquet"
             store.export_ok_parquet(run_id, str(source))
         t_export = time.perf_counter()
-        try:
-            summary = compute_summary(spark, source, outputs, params=params)
-        except SummaryError as exc:
-            return SummaryOutcome(counts.ok, counts.failed, exc.format_message())
+        if builtin:
+            try:
+                result["outputs"] = compute_summary(spark, source, outputs, params=params)[
+                    "outputs"
+                ]
+            except SummaryError as exc:
+                return result, exc.format_message()
         t_stats = time.perf_counter()
-        error = None
         if scratch is not None:
             try:
-                summary["custom"] = _custom(store, run, source, exported, scratch, cache_dir,
-                                            master)  # fmt: skip
+                result["custom"] = _custom(store, run, source, exported, scratch, cache_dir,
+                                           master)  # fmt: skip
             except (AnchoError, CustomSummaryFailed) as exc:
                 error = exc.format_message() if isinstance(exc, AnchoError) else str(exc)
-                summary["custom"] = {"error": error}
-    store.put_summary(run_id, summary)
+                result["custom"] = {"error": error}
     log.info(
-        "summary of run %s: count %.2f s, export %.2f s, spark %.2f s, custom %.2f s",
-        run_id, t_count - t0, t_export - t_count, t_stats - t_export,
-        time.perf_counter() - t_stats,
+        "spark summary of run %s: export %.2f s, statistics %.2f s, custom %.2f s",
+        run_id, t_export - t0, t_stats - t_export, time.perf_counter() - t_stats,
     )  # fmt: skip
-    return SummaryOutcome(counts.ok, counts.failed, error)
+    return result, error
 
 
 def _custom(store: Store, run: Any, source: Any, exported: Path | None, scratch: Path,
@@ -148,7 +151,9 @@ def rehearse(spark: Any, work_dir: Path | None) -> None:
 
 
 class SummaryJob:
-    """Callable ``job(run_id) -> SummaryOutcome`` backed by one Spark worker process."""
+    """The Spark parts of summaries, from one worker process: ``job(run_id, url)`` gives
+    a run's custom summary, :meth:`recompute` its built-in statistics. The worker (and
+    its JVM) starts on the first request, or on :meth:`warm_up`."""
 
     def __init__(
         self,
@@ -194,7 +199,22 @@ class SummaryJob:
         )
         return self._proc
 
-    def __call__(self, run_id: str, store_url: str | None = None) -> SummaryOutcome:
+    def __call__(
+        self, run_id: str, store_url: str | None = None
+    ) -> tuple[dict[str, Any], str | None]:
+        """The run's custom summary and why it failed (or None)."""
+        result, error = self._ask(run_id, store_url, builtin=False)
+        return dict(result.get("custom", {})), error
+
+    def recompute(self, run_id: str, store_url: str | None = None) -> dict[str, Any]:
+        """The built-in statistics recomputed from every stored result (``outputs``)."""
+        result, error = self._ask(run_id, store_url, builtin=True)
+        if error is not None:
+            raise RuntimeError(f"the summary job failed: {error}")
+        return dict(result["outputs"])
+
+    def _ask(self, run_id: str, store_url: str | None, *,
+             builtin: bool) -> tuple[dict[str, Any], str | None]:  # fmt: skip
         with self._lock:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
@@ -205,7 +225,9 @@ class SummaryJob:
                 if url is None:
                     url_for_run = getattr(self.store, "url_for_run", None)
                     url = url_for_run(run_id) if url_for_run else self.store.url
-                proc.stdin.write(json.dumps({"run_id": run_id, "store": url}) + "\n")
+                request = {"run_id": run_id, "store": url, "builtin": builtin,
+                           "custom": not builtin}  # fmt: skip
+                proc.stdin.write(json.dumps(request) + "\n")
                 proc.stdin.flush()
                 line = proc.stdout.readline()
             except (BrokenPipeError, OSError):
@@ -213,7 +235,7 @@ class SummaryJob:
             if not line:
                 raise RuntimeError(f"the summary worker exited: {self._tail()}")
             reply = json.loads(line)
-        return SummaryOutcome(int(reply["ok"]), int(reply["failed"]), reply.get("error"))
+        return dict(reply.get("summary", {})), reply.get("error")
 
     def _tail(self) -> str:
         if self.work_dir is None:

@@ -3,8 +3,8 @@
 Started by :class:`~scheduler.summary_job.SummaryJob` in a session of its own. It
 lowers its priority (its session's autogroup and its own nice value), starts Spark,
 rehearses one tiny summary, then answers requests: one JSON line in
-(``{"run_id", "store"}``), one JSON line out (``{"ok", "failed", "error"}``). It exits
-when its stdin closes.
+(``{"run_id", "store", "builtin", "custom"}``), one JSON line out (``{"summary",
+"error"}``). It exits when its stdin closes.
 
 It holds stores of many users, so it never imports model code: a run's custom
 ``summarize`` runs in a process of its own (:mod:`ancho.custom_summary`).
@@ -65,12 +65,14 @@ def main() -> None:
         request = json.loads(line)
         try:
             store = open_worker_store(request["store"], stores)
-            outcome = summarize_run(store, request["run_id"], spark, args.work_dir, args.cache_dir,
-                                    args.master)  # fmt: skip
-            reply = {"ok": outcome.ok, "failed": outcome.failed, "error": outcome.error}
+            summary, error = summarize_run(
+                store, request["run_id"], spark, args.work_dir, args.cache_dir, args.master,
+                builtin=bool(request.get("builtin")), custom=bool(request.get("custom", True)),
+            )  # fmt: skip
+            reply: dict[str, object] = {"summary": summary, "error": error}
         except Exception as exc:
             traceback.print_exc()
-            reply = {"ok": 0, "failed": 0, "error": f"{type(exc).__name__}: {exc}"}
+            reply = {"summary": {}, "error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
     for store in stores.values():

@@ -11,16 +11,26 @@ import math
 import numpy as np
 import pytest
 
-from ancho.partials import BlockPartials, OutputPartial, QuantileSketch
+from ancho.partials import BlockPartial, OutputPartial, QuantileSketch, RunPartials
 
 QS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
-def _blocks(x: np.ndarray, size: int) -> BlockPartials:
-    partials = BlockPartials(block_size=size, max_count=len(x))
-    for b in range(0, len(x), size):
-        partials.put(b // size, partials.block_of({"x": x[b : b + size]}))
-    return partials
+def _block(run: RunPartials, x: np.ndarray, b: int) -> BlockPartial:
+    start, stop = run.block_range(b)
+    return BlockPartial.of(stop - start, 0, {"x": x[start:stop]}, run.sketch)
+
+
+def _blocks(x: np.ndarray, size: int, accuracy: int = 100_000) -> RunPartials:
+    run = RunPartials(len(x), size, accuracy)
+    for b in range(run.blocks):
+        run.put(b, _block(run, x, b))
+        list(run.advance())
+    return run
+
+
+def _merged(run: RunPartials) -> dict[str, OutputPartial]:
+    return run.prefix.outputs
 
 
 def _population(x: np.ndarray) -> tuple[float, float, float]:
@@ -41,7 +51,7 @@ def _rank_error(data: np.ndarray, value: float, q: float) -> int:
 def test_merged_moments_equal_the_whole_datas() -> None:
     rng = np.random.default_rng(1)
     x = rng.lognormal(0.5, 0.8, 100_003)  # skewed, heavy-tailed, a ragged last block
-    merged = _blocks(x, 1000).merged()["x"]
+    merged = _merged(_blocks(x, 1000))["x"]
     variance, skewness, kurtosis = _population(x)
     assert merged.n == merged.count == len(x)
     assert merged.mean == pytest.approx(x.mean(), rel=1e-12)
@@ -53,7 +63,7 @@ def test_merged_moments_equal_the_whole_datas() -> None:
 
 def test_quantiles_are_exact_up_to_the_accuracy() -> None:
     x = np.random.default_rng(2).normal(size=100_000)
-    merged = _blocks(x, 7_000).merged()["x"]
+    merged = _merged(_blocks(x, 7_000))["x"]
     data = np.sort(x)
     for q, value in zip(QS, merged.sketch.quantiles(QS), strict=True):
         assert value == data[math.ceil(q * len(data)) - 1]
@@ -62,10 +72,8 @@ def test_quantiles_are_exact_up_to_the_accuracy() -> None:
 @pytest.mark.parametrize(("n", "accuracy"), [(1_000_000, 100_000), (200_000, 100)])
 def test_quantiles_keep_the_rank_bound_beyond_it(n: int, accuracy: int) -> None:
     x = np.random.default_rng(3).exponential(size=n).round(3)  # with ties
-    partials = BlockPartials(block_size=10_000, max_count=n, accuracy=accuracy)
-    for b in range(0, n, 10_000):
-        partials.put(b // 10_000, partials.block_of({"x": x[b : b + 10_000]}))
-    sketch = partials.merged()["x"].sketch
+    sketch = _merged(_blocks(x, 10_000, accuracy))["x"].sketch
+    sketch.flush()
     assert sketch.weight == n
     assert len(sketch.levels) > 1  # compactions did happen
     data = np.sort(x)
@@ -78,20 +86,32 @@ def test_quantiles_keep_the_rank_bound_beyond_it(n: int, accuracy: int) -> None:
 def test_arrival_order_and_retries_do_not_change_a_bit() -> None:
     rng = np.random.default_rng(4)
     x = rng.standard_t(3, size=50_000)
-    reference = json.dumps({k: v.to_dict() for k, v in _blocks(x, 1000).merged().items()})
-    shuffled = BlockPartials(block_size=1000, max_count=len(x))
+    reference = json.dumps({k: v.to_dict() for k, v in _merged(_blocks(x, 1000)).items()})
+    shuffled = RunPartials(len(x), 1000)
     order = rng.permutation(50)
-    for b in [*order, *order[:10]]:  # every block, then ten of them retried
-        shuffled.put(int(b), shuffled.block_of({"x": x[b * 1000 : (b + 1) * 1000]}))
-    merged = shuffled.merged()
-    assert merged["x"].count == len(x)  # a retry replaced, never added
+    for b in [*order[:25], *order[:10], *order[25:], *order[:10]]:  # with retries
+        # a block that arrives again: before its merge it replaces, after it it is a repeat
+        shuffled.put(int(b), BlockPartial.from_dict(_block(shuffled, x, int(b)).to_dict()))
+        list(shuffled.advance())
+    merged = _merged(shuffled)
+    assert shuffled.merged_blocks == 50 and not shuffled.waiting
+    assert merged["x"].count == len(x) == shuffled.prefix.ok  # a retry never added
     assert json.dumps({k: v.to_dict() for k, v in merged.items()}) == reference
 
 
 def test_a_prefix_merges_only_the_blocks_below_it() -> None:
     x = np.arange(10_000, dtype=float)
-    prefix = _blocks(x, 1000).merged(upto=3)["x"]
+    run = RunPartials(len(x), 1000)
+    for b in (0, 1, 2, 3, 5):
+        run.put(b, _block(run, x, b))
+    for end in run.advance():
+        if end == 3000:
+            break  # as a run stopped by its targets at k = 3000
+    prefix = run.prefix.outputs["x"]
     assert (prefix.count, prefix.mean, prefix.maximum) == (3000, 1499.5, 2999.0)
+    assert run.missing() == [4, 6, 7, 8, 9]
+    live = run.live().outputs["x"]  # everything in: blocks 0-3 and 5
+    assert (live.count, live.maximum) == (5000, 5999.0)
 
 
 def test_non_finite_values_are_counted_apart() -> None:
@@ -105,7 +125,7 @@ def test_non_finite_values_are_counted_apart() -> None:
 
 def test_json_round_trip_is_exact_and_empty_partials_say_none() -> None:
     x = np.random.default_rng(5).normal(size=3000)
-    partial = _blocks(x, 1000).merged()["x"]
+    partial = _merged(_blocks(x, 1000))["x"]
     again = OutputPartial.from_dict(json.loads(json.dumps(partial.to_dict())))
     assert again.to_dict() == partial.to_dict()
     assert again.sketch.quantiles(QS) == partial.sketch.quantiles(QS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections import Counter
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ancho.partials import BlockPartial, RunPartials
 from scheduler.events import (
     AgentLost,
     Command,
@@ -24,6 +26,7 @@ from scheduler.events import (
     Launch,
     Offer,
     Offers,
+    PutLive,
     Range,
     Reconcile,
     Revive,
@@ -358,7 +361,7 @@ def test_summarizing_update_carries_counts_and_starts_summary_once() -> None:
     cmds = state.handle(finished(tasks[1]))
     (upd,) = [c for c in of(cmds, UpdateRun) if c.fields.get("state") == "SUMMARIZING"]
     assert upd.fields["ok"] == 10 and upd.fields["failed"] == 0 and upd.fields["running"] == 0
-    assert of(cmds, StartSummary) == [StartSummary("r1")]
+    assert [c.run_id for c in of(cmds, StartSummary)] == ["r1"]
     assert len(of(cmds, StopExecutor)) == 1
     # Duplicate terminal updates, ticks and offers start nothing more.
     more = state.handle(finished(tasks[1])) + state.handle(Tick(100.0))
@@ -485,7 +488,7 @@ def test_attempts_exhausted_write_the_rest_as_failed_and_the_run_fails() -> None
     (upd,) = [c for c in of(cmds, UpdateRun) if c.fields.get("state") == "SUMMARIZING"]
     assert upd.fields["failed"] == 5
     assert upd.fields["ok"] == 3 + 2 + 10
-    assert of(cmds, StartSummary) == [StartSummary("r1")]
+    assert [c.run_id for c in of(cmds, StartSummary)] == ["r1"]
     end = state.handle(SummaryDone("r1", 15, 5, 9.0))
     assert states_of(end) == ["FAILED"]
 
@@ -674,13 +677,13 @@ def test_submit_after_restart_resumes_without_relaunching_done_work() -> None:
         log += state.handle(finished(t, agent="a2"))
     (upd,) = [c for c in of(log, UpdateRun) if c.fields.get("state") == "SUMMARIZING"]
     assert upd.fields["ok"] == 40
-    assert of(log, StartSummary) == [StartSummary("r1")]
+    assert [c.run_id for c in of(log, StartSummary)] == ["r1"]
 
 
 def test_submit_of_a_run_with_everything_stored_goes_straight_to_summary() -> None:
     cmds = SchedulerState().handle(Submit(run_info(sequences=10), 0.0, next_index=10, ok=10))
     assert states_of(cmds) == ["SUMMARIZING"]
-    assert of(cmds, StartSummary) == [StartSummary("r1")]
+    assert [c.run_id for c in of(cmds, StartSummary)] == ["r1"]
 
 
 # --- whole runs: ranges, coverage, memory ---------------------------------------------
@@ -866,3 +869,95 @@ def test_ten_million_sequences_keep_memory_bounded_by_batches_in_flight() -> Non
     assert covered == info.sequences
     assert state.history.maxlen is not None and state.history.maxlen <= 100_000
     assert len(state.task_run) == 0 and len(state.runs["r1"].batches) == 0
+
+
+# --- blocks, partial summaries, targets and live statistics ------------------------
+
+
+def _block(info: RunInfo, block: int, values: list[float]) -> tuple[int, BlockPartial]:
+    sketch = RunPartials(info.sequences, info.block_size).sketch
+    return block, BlockPartial.of(len(values), 0, {"x": values}, sketch)
+
+
+def finished_with_blocks(task: TaskLaunch, info: RunInfo, value: Any) -> TaskStatus:
+    """The batch finished; its blocks' values are ``value(i)`` for sequence ``i``."""
+    r = task.range
+    blocks = tuple(
+        _block(info, b, [value(i) for i in range(b * info.block_size,
+                                                 min((b + 1) * info.block_size, info.sequences))])
+        for b in range(r.start // info.block_size, math.ceil(r.stop / info.block_size))
+    )  # fmt: skip
+    data = {"next": r.stop, "ok": len(r), "failed": 0, "elapsed": 0.5}
+    return TaskStatus(task.task_id, "TASK_FINISHED", 0.0, data=data, agent_id="a1", partials=blocks)
+
+
+@pytest.mark.parametrize("fixed", [None, 7, 25])
+def test_batches_are_whole_blocks_but_the_runs_last(fixed: int | None) -> None:
+    info = run_info(sequences=1005, block_size=10)
+    state, tasks = started(info, SchedulerConfig(fixed_batch=fixed, first_batch=3), cpus=4.0)
+    seen = list(tasks)
+    while tasks:
+        task = tasks.pop(0)
+        cmds = state.handle(finished(task))
+        cmds += state.handle(offers(offer("a1", cpus=4.0)))
+        tasks += tasks_of(cmds)
+        seen += tasks_of(cmds)
+    ranges = sorted((t.range.start, t.range.stop) for t in seen)
+    assert ranges[0][0] == 0 and ranges[-1][1] == 1005
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # no gap, no overlap
+    assert all(start % 10 == 0 and (stop % 10 == 0 or stop == 1005) for start, stop in ranges)
+
+
+def test_targets_stop_the_run_at_the_first_block_where_they_hold() -> None:
+    # x alternates 0/1 within blocks of 10: sem over k values is about 0.5/sqrt(k), so
+    # sem <= 0.1 first holds at k = 30 (0.0898; at 20 it is 0.1147).
+    info = run_info(sequences=1000, block_size=10, targets=(("x", "sem", 0.1),))
+    state, tasks = started(info, SchedulerConfig(fixed_batch=20), cpus=2.0)
+    assert [t.range for t in tasks] == [Range(0, 20), Range(20, 40), Range(40, 60),
+                                        Range(60, 80)]  # fmt: skip
+    cmds = state.handle(finished_with_blocks(tasks[1], info, lambda i: i % 2))  # 20..39 first
+    assert not of(cmds, KillTask)  # blocks 2 and 3 wait for blocks 0 and 1
+    cmds = state.handle(finished_with_blocks(tasks[0], info, lambda i: i % 2))
+    kills = {c.task_id for c in of(cmds, KillTask)}
+    assert kills == {t.task_id for t in tasks[2:]} | {tasks[0].task_id}
+    assert not tasks_of(state.handle(offers(offer("a1", cpus=2.0))))  # nothing more to do
+    for task in tasks[2:]:
+        cmds = state.handle(failed(task, state="TASK_KILLED"))
+        assert not of(cmds, SaveBatch)  # killed batches are not retried
+    (start,) = of(cmds, StartSummary)
+    assert (start.stopped, start.has_targets) == (30, True)
+    assert start.partials.merged_sequences == 30
+    assert start.partials.prefix.outputs["x"].count == 30
+
+
+def test_the_stopping_point_does_not_depend_on_the_batches() -> None:
+    value = lambda i: math.sin(i * 0.7) * (1 + i % 3)  # noqa: E731
+    stops = set()
+    for fixed in (10, 30, 70):
+        info = run_info(sequences=400, block_size=10, targets=(("x", "ci95_halfwidth", 0.25),))
+        state, tasks = started(info, SchedulerConfig(fixed_batch=fixed), cpus=2.0)
+        summary: list[StartSummary] = []
+        while tasks and not summary:
+            task = tasks.pop()  # last launched first: blocks arrive out of order
+            cmds = state.handle(finished_with_blocks(task, info, value))
+            cmds += state.handle(offers(offer("a1", cpus=2.0)))
+            tasks += tasks_of(cmds)
+            summary = of(cmds, StartSummary)
+            for kill in of(cmds, KillTask):
+                summary += of(state.handle(TaskStatus(kill.task_id, "TASK_KILLED", 1.0)),
+                              StartSummary)  # fmt: skip
+        (start,) = summary
+        stops.add((start.stopped, json.dumps(start.partials.prefix.to_dict())))
+    assert len(stops) == 1 and next(iter(stops))[0] is not None
+
+
+def test_live_statistics_follow_the_blocks_that_came_in() -> None:
+    info = run_info(sequences=100, block_size=10)
+    state, tasks = started(info, SchedulerConfig(fixed_batch=20))
+    state.handle(running(tasks[0]))
+    state.handle(finished_with_blocks(tasks[1], info, float))  # 20..39 before 0..19
+    (live,) = of(state.handle(Tick(5.0)), PutLive)
+    x = live.live["x"]
+    assert x["count"] == 20 and x["mean"] == pytest.approx(29.5)
+    assert x["ci95"] == pytest.approx([29.5 - 1.959964 * x["sem"], 29.5 + 1.959964 * x["sem"]])
+    assert not of(state.handle(Tick(10.0)), PutLive)  # nothing new: nothing sent

@@ -27,6 +27,8 @@ class ServerContext:
     submit: Callable[[RunRecord], None] = lambda _run: None
     kill: Callable[[str], None] = lambda _run_id: None
     scheduler_stats: Callable[[], dict[str, float]] = dict
+    #: The built-in statistics of an ended run, recomputed by the Spark job.
+    recompute: Callable[[RunRecord], dict[str, Any]] = lambda _run: {}
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     follow_poll_s: float = 0.25
     _rate: tuple[float, int, float] = (0.0, 0, 0.0)  # (when, sequences done, per second)

@@ -95,6 +95,7 @@ def serve(options: ServerOptions) -> None:
     from scheduler.summary_job import SummaryJob
 
     from ..embedded.docker_containerizer import share_with_containers
+    from ..recompute import recompute_outputs
     from ..runner import executor_command, executor_environment
 
     host, port = parse_bind(options.bind)
@@ -143,6 +144,7 @@ def serve(options: ServerOptions) -> None:
             submit=service.submit,
             kill=service.kill,
             scheduler_stats=service.framework.stats,
+            recompute=lambda run: recompute_outputs(store, run, job),
             max_upload_bytes=int(float(max_mb) * 2**20) if max_mb else DEFAULT_MAX_UPLOAD_BYTES,
         )
         server = create_server(create_app(context), host=host, port=port,

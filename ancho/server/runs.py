@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from ..errors import ErrorDetail, NotFound, SpecError
-from ..output import csv_lines, iter_lines, summary_document
+from ..output import csv_lines, iter_lines, run_document, summary_document
 from ..runner import new_run
 from ..spec import spec_from_data
 from ..store import RunRecord
@@ -72,7 +72,7 @@ def list_runs() -> Response:
 def get_run(run_id: str) -> Response:
     """State, counts, timestamps and seed; also the run's spec."""
     run = own_run(run_id)
-    return jsonify({**run.to_dict(), "spec": run.spec})
+    return jsonify({**run_document(run, context().store), "spec": run.spec})
 
 
 @bp.delete("/<run_id>")
@@ -89,7 +89,10 @@ def kill_run(run_id: str) -> tuple[Response, int]:
 def get_summary(run_id: str) -> Response:
     """The contract's summary JSON (outputs empty until the summary is computed)."""
     run = own_run(run_id)
-    return jsonify(summary_document(run, context().store.get_summary(run_id)))
+    stored = context().store.get_summary(run_id)
+    if request.args.get("recompute") in ("1", "true"):
+        stored = {**(stored or {}), "outputs": context().recompute(run)}
+    return jsonify(summary_document(run, stored))
 
 
 @bp.get("/<run_id>/results")

@@ -150,6 +150,18 @@ class RoutingStore(Store):
         """In the run owner's store."""
         self._for_run(run_id).put_partial(run_id, block, partial)
 
+    def put_live(self, run_id: str, live: Mapping[str, Any]) -> None:
+        """In the run owner's store."""
+        self._for_run(run_id).put_live(run_id, live)
+
+    def get_live(self, run_id: str) -> dict[str, Any] | None:
+        """From the run owner's store."""
+        return self._for_run(run_id).get_live(run_id)
+
+    def truncate_run(self, run_id: str, sequences: int, blocks: int) -> None:
+        """In the run owner's store."""
+        self._for_run(run_id).truncate_run(run_id, sequences, blocks)
+
     def list_partials(self, run_id: str) -> dict[int, dict[str, Any]]:
         """From the run owner's store."""
         return self._for_run(run_id).list_partials(run_id)

@@ -219,6 +219,19 @@ class Store(abc.ABC):
         """The run's stored partial summaries by block."""
 
     @abc.abstractmethod
+    def put_live(self, run_id: str, live: Mapping[str, Any]) -> None:
+        """Store a running run's live statistics (replacing the earlier ones)."""
+
+    @abc.abstractmethod
+    def get_live(self, run_id: str) -> dict[str, Any] | None:
+        """The run's latest live statistics, or None."""
+
+    @abc.abstractmethod
+    def truncate_run(self, run_id: str, sequences: int, blocks: int) -> None:
+        """Remove the run's results from sequence ``sequences`` on, and its partials from
+        block ``blocks`` on (a run stopped by its targets keeps exactly ``0..k-1``)."""
+
+    @abc.abstractmethod
     def put_batch(self, batch: BatchRecord) -> None:
         """Remember a launched batch."""
 

@@ -46,7 +46,7 @@ from .base import (
 log = logging.getLogger("ancho.store")
 
 #: 1: the first schema; 2: ``models`` (uploaded model tarballs).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Bytes per row of an uploaded model.
 MODEL_CHUNK = 1 << 20
 BUCKET = 10_000
@@ -79,6 +79,7 @@ _TABLES = {
         "CREATE TABLE IF NOT EXISTS {ks}.partials (run_id text, block bigint, data text,"
         " PRIMARY KEY (run_id, block)) WITH CLUSTERING ORDER BY (block ASC)"
     ),
+    "live": "CREATE TABLE IF NOT EXISTS {ks}.live (run_id text PRIMARY KEY, data text)",
     "batches": (
         "CREATE TABLE IF NOT EXISTS {ks}.batches (run_id text, task_id text, start bigint,"
         " stop bigint, attempt int, executor_id text, agent_id text,"
@@ -564,6 +565,35 @@ class CassandraStore(Store):
             f"SELECT block, data FROM {self._ks()}.partials WHERE run_id = %s", (run_id,)
         )
         return {int(row.block): json.loads(row.data) for row in rows}
+
+    def put_live(self, run_id: str, live: Mapping[str, Any]) -> None:
+        """Store the run's live statistics."""
+        data = json.dumps(live, separators=(",", ":"), allow_nan=False)
+        self._run_sql(f"INSERT INTO {self._ks()}.live (run_id, data) VALUES (%s, %s)",
+                      (run_id, data))  # fmt: skip
+
+    def get_live(self, run_id: str) -> dict[str, Any] | None:
+        """The run's latest live statistics."""
+        row = self._run_sql(
+            f"SELECT data FROM {self._ks()}.live WHERE run_id = %s", (run_id,)
+        ).one()
+        return None if row is None else dict(json.loads(row.data))
+
+    def truncate_run(self, run_id: str, sequences: int, blocks: int) -> None:
+        """Drop results from ``sequences`` on (a range delete in the first bucket, whole
+        partitions after it) and partials from ``blocks`` on."""
+        ks = self._ks()
+        total = self.get_run(run_id).sequences
+        first = sequences // BUCKET
+        self._run_sql(
+            f"DELETE FROM {ks}.results WHERE run_id = %s AND bucket = %s AND sequence >= %s",
+            (run_id, first, sequences),
+        )
+        for bucket in range(first + 1, (total + BUCKET - 1) // BUCKET):
+            self._run_sql(f"DELETE FROM {ks}.results WHERE run_id = %s AND bucket = %s",
+                          (run_id, bucket))  # fmt: skip
+        self._run_sql(f"DELETE FROM {ks}.partials WHERE run_id = %s AND block >= %s",
+                      (run_id, blocks))  # fmt: skip
 
     def put_batch(self, batch: BatchRecord) -> None:
         """Remember a launched batch."""

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS partials (
     run_id TEXT NOT NULL, block INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (run_id, block)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS live (run_id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
     attempt INTEGER NOT NULL, executor_id TEXT NOT NULL, agent_id TEXT NOT NULL,
@@ -430,6 +431,23 @@ class SQLiteStore(Store):
             "SELECT block, data FROM partials WHERE run_id=? ORDER BY block", (run_id,)
         )
         return {int(block): json.loads(data) for block, data in rows}
+
+    def put_live(self, run_id: str, live: Mapping[str, Any]) -> None:
+        """Store the run's live statistics."""
+        data = json.dumps(live, separators=(",", ":"), allow_nan=False)
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO live VALUES (?,?)", (run_id, data))
+
+    def get_live(self, run_id: str) -> dict[str, Any] | None:
+        """The run's latest live statistics."""
+        row = self._conn().execute("SELECT data FROM live WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def truncate_run(self, run_id: str, sequences: int, blocks: int) -> None:
+        """Drop results from ``sequences`` and partials from ``blocks`` on."""
+        with self._write() as c:
+            c.execute("DELETE FROM results WHERE run_id=? AND sequence>=?", (run_id, sequences))
+            c.execute("DELETE FROM partials WHERE run_id=? AND block>=?", (run_id, blocks))
 
     def put_batch(self, batch: BatchRecord) -> None:
         """Remember a launched batch."""
