@@ -251,6 +251,8 @@ class BatchWorker:
             return BlockCollector(self._blocks, start)
         run_id = self.config.run_id
         earlier = self._retrying(lambda: list(store.iter_results(run_id, first, start)))
+        log.info("batch from %d starts inside a block: its %d earlier rows were read back",
+                 start, len(earlier))  # fmt: skip
         return BlockCollector(self._blocks, start, earlier)
 
     def _flush(self, store: Store, batch: _Batch) -> None:

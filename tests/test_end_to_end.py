@@ -97,6 +97,7 @@ def test_same_seed_same_outputs_whatever_executors_and_batches(tmp_path: Path) -
     a = ancho("results", run_id_of(one), cwd=tmp_path).stdout
     b = ancho("results", run_id_of(two), cwd=tmp_path).stdout
     assert a == b and len(a.splitlines()) == 1500
+    assert one.json()["outputs"] == two.json()["outputs"]  # the summary, to the bit
     other = ancho("run", str(path), "--seed", "2025", "--json", cwd=tmp_path)
     assert ancho("results", run_id_of(other), cwd=tmp_path).stdout != a
 
@@ -106,25 +107,30 @@ def test_lost_executor_batch_is_retried_and_outputs_are_unchanged(tmp_path: Path
         "model": {"source": str(MODELS / "crashy"), "entrypoint": "model:simulate"},
         # Relative: the model's scratch folder, the one place its sandbox lets it write,
         # which outlives its process within the executor.
-        "parameters": {"marker": "crashed", "crash_after": 300},
-        "sequences": 2000,
+        # The model's process sends rows in chunks of 1024: the first is stored, then it
+        # dies, so the retry starts at 1024, inside a block (blocks of 20 sequences).
+        "parameters": {"marker": "crashed", "crash_after": 1500},
+        "sequences": 20_000,
         "seed": 5,
     }
     crashed = ancho("run", str(write_spec(tmp_path, spec)), "--executors", "1", "--json",
-                    cwd=tmp_path, env={"ANCHO_BATCH_SIZE": "500"})  # fmt: skip
+                    cwd=tmp_path, env={"ANCHO_BATCH_SIZE": "5000"})  # fmt: skip
     assert crashed.code == 0, crashed.stderr
     # The model's process really died once.
     assert [p.name for p in (tmp_path / ".ancho").rglob("scratch/crashed")] == ["crashed"]
     rid = run_id_of(crashed)
     rows = ancho("results", rid, cwd=tmp_path).jsonl()
-    assert [r["sequence"] for r in rows] == list(range(2000))
+    assert [r["sequence"] for r in rows] == list(range(20_000))
     assert all(r["status"] == "ok" for r in rows)
     logs = ancho("logs", rid, cwd=tmp_path).stdout
     assert "will be retried (attempt 2 of 3)" in logs
+    assert "batch from 1024 starts inside a block: its 4 earlier rows were read back" in logs
 
     spec["parameters"]["crash_after"] = 10**9
     clean = ancho("run", str(write_spec(tmp_path, spec, "clean.json")), "--json", cwd=tmp_path)
     assert ancho("results", run_id_of(clean), cwd=tmp_path).jsonl() == rows
+    # The retried block's partial is the same bits as the clean run's.
+    assert crashed.json()["outputs"] == clean.json()["outputs"]
 
 
 def test_failing_sequences_fail_the_run_but_keep_good_results(tmp_path: Path) -> None:
