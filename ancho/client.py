@@ -114,7 +114,7 @@ class Client:
     def summary(self, run_id: str, *, recompute: bool = False) -> dict[str, Any]:
         """The summary document (``recompute``: the built-in statistics recomputed by
         the server's Spark job from every stored result)."""
-        query = "?recompute=true" if recompute else ""
+        query = "?recompute=true" if recompute else ""  # the API's one spelling
         path = f"/api/v1/runs/{_quote(run_id)}/summary{query}"
         result: dict[str, Any] = self._json("GET", path)
         return result

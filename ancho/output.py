@@ -20,7 +20,7 @@ def run_document(run: RunRecord, store: Store) -> dict[str, Any]:
     while it is RUNNING its live statistics (DESIGN.md, ``"live"``) when some are in."""
     doc = run.to_dict()
     if run.state == "RUNNING":
-        live = store.get_live(run.id)
+        live = (store.get_live(run.id) or {}).get("live")
         if live:
             doc["live"] = live
     return doc

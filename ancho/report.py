@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import AnchoError
+from .histogram import BINS, Histogram, bin_edges, is_integral
 from .results import SequenceResult
 from .store import RunRecord
 
@@ -44,7 +45,6 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 ResultLike = SequenceResult | Mapping[str, Any]
 
-BINS = 40
 SAMPLE_CAP = 200_000
 MAX_FAILURES = 100
 MAX_ERROR_TYPES = 50
@@ -112,43 +112,6 @@ class _Reservoir:
         return np.concatenate(self._parts)
 
 
-@dataclass(slots=True)
-class _Histogram:
-    """Counts of values in fixed bins; the last bin includes its right edge."""
-
-    edges: FloatArray
-    integral: bool = False
-    counts: IntArray = field(init=False)
-    outside: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = np.zeros(self.edges.size - 1, dtype=np.int64)
-
-    def add(self, values: FloatArray) -> None:
-        """Count a chunk of finite values (those outside the edges only in ``outside``)."""
-        inside = (values >= self.edges[0]) & (values <= self.edges[-1])
-        self.outside += int(values.size - np.count_nonzero(inside))
-        index = np.searchsorted(self.edges, values[inside], side="right") - 1
-        index = np.minimum(index, self.counts.size - 1)
-        self.counts += np.bincount(index, minlength=self.counts.size).astype(np.int64)
-
-
-def _bin_edges(lo: float, hi: float, integral: bool, bins: int = BINS) -> FloatArray:
-    """About ``bins`` equal bins over ``[lo, hi]``; for integers, bins centred on them."""
-    if integral:
-        span = hi - lo + 1
-        width = max(1.0, math.ceil(span / bins))
-        count = max(1, math.ceil(span / width))
-        return lo - 0.5 + width * np.arange(count + 1, dtype=np.float64)
-    if hi <= lo:
-        half = abs(lo) * 0.01 or 0.5
-        return np.array([lo - half, lo + half], dtype=np.float64)
-    t = np.linspace(0.0, 1.0, bins + 1)
-    edges = lo * (1.0 - t) + hi * t  # no overflow for ranges wider than the float max
-    edges[0], edges[-1] = lo, hi
-    return edges
-
-
 def _as_float(value: Any) -> float | None:
     """An output value as a float (bools 0/1, JSON's "nan"/"inf" strings); None if not one."""
     if isinstance(value, int | float):
@@ -174,7 +137,7 @@ class _Distribution:
     is_bool: bool
     true: int
     false: int
-    histogram: _Histogram | None
+    histogram: Histogram | None
     histogram_exact: bool
     sample: FloatArray
     sampled: bool
@@ -197,7 +160,7 @@ class _OutputCollector:
         self.lo, self.hi = math.inf, -math.inf
         self._pending: list[float] = []
         self._range = summary_range
-        self._stream: _Histogram | None = None
+        self._stream: Histogram | None = None
         self.reservoir = _Reservoir(cap)
 
     def push(self, value: Any) -> None:
@@ -232,18 +195,20 @@ class _OutputCollector:
         if self._range is not None:
             if self._stream is None:
                 lo, hi = self._range
-                integral = self.all_int and lo.is_integer() and hi.is_integer()
-                self._stream = _Histogram(_bin_edges(lo, hi, integral), integral)
+                integral = is_integral(self.all_int, lo, hi)
+                self._stream = Histogram(bin_edges(lo, hi, BINS, integral), integral)
             self._stream.add(chunk)
 
-    def _histogram(self) -> tuple[_Histogram | None, bool]:
+    def _histogram(self) -> tuple[Histogram | None, bool]:
         """The exact streamed histogram, else one of the sample (exact if not sampled)."""
-        if self._stream is not None and self._stream.outside == 0:
-            return self._stream, True
+        stream = self._stream
+        # Whole-number bins were chosen on the first chunk: a later non-integer voids them.
+        if stream is not None and stream.outside == 0 and stream.integral <= self.all_int:
+            return stream, True
         if self.reservoir.seen == 0:
             return None, True
-        integral = self.all_int and self.lo.is_integer() and self.hi.is_integer()
-        hist = _Histogram(_bin_edges(self.lo, self.hi, integral), integral)
+        integral = is_integral(self.all_int, self.lo, self.hi)
+        hist = Histogram(bin_edges(self.lo, self.hi, BINS, integral), integral)
         hist.add(self.reservoir.values())
         return hist, not self.reservoir.sampled
 
@@ -519,7 +484,7 @@ def _svg(kind: str, name: str, attrs: str, body: str, label: str) -> str:
     )
 
 
-def _histogram_svg(dist: _Distribution, hist: _Histogram) -> str:
+def _histogram_svg(dist: _Distribution, hist: Histogram) -> str:
     """Bars of a histogram; each bar carries its count and edges in data- attributes."""
     edges, counts = hist.edges.tolist(), hist.counts.tolist()
     top = max(1, *counts)

@@ -204,7 +204,8 @@ def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar
                 continue
             unreachable_since = None
             if bar is not None:
-                live = store.get_live(run_id) if record.state == "RUNNING" else None
+                running = record.state == "RUNNING"
+                live = (store.get_live(run_id) or {}).get("live") if running else None
                 bar.update(record, live)
             if record.done:
                 return

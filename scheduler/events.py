@@ -288,7 +288,8 @@ class StartSummary:
 
 @dataclass(slots=True, frozen=True)
 class PutLive:
-    """Persist a running run's live statistics (DESIGN.md, ``"live"``)."""
+    """Persist a running run's live statistics (DESIGN.md, ``"live"``) and its outputs'
+    convergence series: ``{"live": {...}, "series": {output: [[k, mean, lo, hi], ...]}}``."""
 
     run_id: str
     live: dict[str, Any] = field(hash=False)

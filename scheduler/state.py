@@ -63,6 +63,7 @@ from .events import (
 TASK_CPUS = 0.01
 TASK_MEM_MB = 1.0
 PREFETCH = 2
+SERIES_POINTS = 400
 _EPS = 1e-9
 
 TERMINAL_TASK_STATES = frozenset(
@@ -165,6 +166,9 @@ class RunTrack:
     #: Where the targets were met (the run then stops): sequences 0..stopped-1 count.
     stopped: int | None = None
     live_reported: int = -1
+    #: Per output, the prefix's [sequences, mean, ci95 lo, ci95 hi] at each live update:
+    #: the web page's convergence chart (at most SERIES_POINTS, thinned evenly).
+    series: dict[str, list[list[float | None]]] = field(default_factory=dict)
 
     def has_work(self) -> bool:
         """Whether sequences wait to be launched."""
@@ -574,7 +578,9 @@ class SchedulerState:
             return
         run.live_reported = seen
         stats = {name: live_statistics(p) for name, p in live.outputs.items()}
-        out.append(PutLive(run.info.run_id, stats))
+        add_series_point(run.series, run.partials)
+        series = {name: list(points) for name, points in run.series.items()}
+        out.append(PutLive(run.info.run_id, {"live": stats, "series": series}))
 
     def _batch_ended(
         self,
@@ -705,6 +711,22 @@ class SchedulerState:
                     UpdateRun(run.info.run_id, {"ok": ok, "failed": failed, "running": running})
                 )
                 self._live(run, out)
+
+
+def add_series_point(series: dict[str, list[list[float | None]]], partials: RunPartials,
+                     limit: int = SERIES_POINTS) -> None:  # fmt: skip
+    """Add the merged prefix's point to each output's convergence series (when the prefix
+    grew); a series over ``limit`` points drops every other one, keeping its last."""
+    k = partials.merged_sequences
+    for name, partial in partials.prefix.outputs.items():
+        points = series.setdefault(name, [])
+        if points and points[-1][0] == k:
+            continue
+        stats = live_statistics(partial)
+        lo, hi = stats["ci95"] or (None, None)
+        points.append([k, stats["mean"], lo, hi])
+        if len(points) > limit:
+            points[:] = points[-1::-2][::-1]
 
 
 def _targets_met(targets: tuple[tuple[str, str, float], ...], prefix: BlockPartial) -> bool:

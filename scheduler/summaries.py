@@ -57,6 +57,15 @@ def fill_missing(store: Store, run_id: str, partials: RunPartials, end_block: in
     return computed
 
 
+def _final_point(store: Store, run_id: str, partials: RunPartials) -> None:
+    """End the convergence series with the whole (merged) run's point."""
+    from .state import add_series_point
+
+    doc = store.get_live(run_id) or {"live": {}, "series": {}}
+    add_series_point(doc.setdefault("series", {}), partials)
+    store.put_live(run_id, doc)
+
+
 def summarize_from_partials(
     store: Store,
     run_id: str,
@@ -97,6 +106,7 @@ def summarize_from_partials(
     if custom is not None and run.spec["model"].get("summary"):
         summary["custom"], error = custom(run_id)
     store.put_summary(run_id, summary)
+    _final_point(store, run_id, partials)
     log.info(
         "summary of run %s: %d blocks (%d from rows), merge %.3f s, statistics %.3f s,"
         " custom %.2f s", run_id, end_block, computed, t_merge - t0, t_stats - t_merge,

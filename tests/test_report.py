@@ -28,7 +28,8 @@ from e2e import EXAMPLES, MODELS, ancho, run_id_of, write_spec
 
 from ancho.report import build_report
 from ancho.results import SequenceResult
-from ancho.store import RunRecord
+from ancho.server import web
+from ancho.store import RunRecord, open_store
 
 slow = pytest.mark.slow
 
@@ -262,6 +263,15 @@ def test_html_report_of_pi_matches_summary_results_and_spec(runs: Runs) -> None:
     # inside is an integer output: one bin per integer (its range is under 40 values).
     inside = doc.one("svg", cls="histogram", data_output="inside").find_all("rect", cls="bar")
     assert all(float(b.attrs["data-hi"]) - float(b.attrs["data-lo"]) == 1.0 for b in inside)
+    # One histogram: the web page's route gives these very bins and counts.
+    store = open_store(f"sqlite:///{runs.folder / '.ancho' / 'ancho.db'}")
+    for name, stats in summary["outputs"].items():
+        served = web.histogram(lambda stop: store.iter_results(runs.pi, 0, stop), name,
+                               web.DEFAULT_BINS, (stats["min"], stats["max"]))  # fmt: skip
+        bars = doc.one("svg", cls="histogram", data_output=name).find_all("rect", cls="bar")
+        assert served["counts"] == [int(b.attrs["data-count"]) for b in bars]
+        assert served["edges"][:-1] == [float(b.attrs["data-lo"]) for b in bars]
+        assert served["edges"][-1] == float(bars[-1].attrs["data-hi"])
 
     spec = json.loads(doc.one("pre", id="spec-json").text())
     assert spec["sequences"] == 2000 and spec["seed"] == 42

@@ -957,7 +957,12 @@ def test_live_statistics_follow_the_blocks_that_came_in() -> None:
     state.handle(running(tasks[0]))
     state.handle(finished_with_blocks(tasks[1], info, float))  # 20..39 before 0..19
     (live,) = of(state.handle(Tick(5.0)), PutLive)
-    x = live.live["x"]
+    x = live.live["live"]["x"]
     assert x["count"] == 20 and x["mean"] == pytest.approx(29.5)
     assert x["ci95"] == pytest.approx([29.5 - 1.959964 * x["sem"], 29.5 + 1.959964 * x["sem"]])
+    assert live.live["series"] == {}  # the prefix 0.. has nothing yet
     assert not of(state.handle(Tick(10.0)), PutLive)  # nothing new: nothing sent
+    state.handle(finished_with_blocks(tasks[0], info, float))
+    (live,) = of(state.handle(Tick(15.0)), PutLive)
+    ((k, mean, lo, hi),) = live.live["series"]["x"]  # the convergence chart's first point
+    assert (k, mean) == (40, 19.5) and lo < mean < hi

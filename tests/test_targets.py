@@ -32,7 +32,8 @@ def test_a_sem_target_stops_where_the_analytic_answer_says(tmp_path: Path) -> No
     one = _run(tmp_path, "one", {"hit": {"sem": SEM}}, resources={"max_executors": 1})
     k = one["stopped"]["sequences"]
     assert one["stopped"]["reason"] == "targets met" and one["targets_met"] is True
-    assert one["state"] == "FINISHED" and one["ok"] + one["failed"] == k == one["outputs"]["hit"]["count"]
+    assert one["state"] == "FINISHED"
+    assert one["ok"] + one["failed"] == k == one["outputs"]["hit"]["count"]
     block = block_size(MAXIMUM)
     assert k % block == 0
     # sem(k) = sqrt(p(1-p)/k) ≈ SEM: k ≈ p(1-p)/SEM² = 2100. The estimate of p(1-p) at k
@@ -62,7 +63,8 @@ def test_a_run_that_reaches_its_maximum_first_says_targets_not_met(tmp_path: Pat
 
 def test_bad_targets_are_refused_with_their_path(tmp_path: Path) -> None:
     spec = {"model": {"source": str(MODELS / "bernoulli"), "entrypoint": "model:simulate"},
-            "sequences": 10, "targets": {"hit": {}, "x": {"sem": -1, "mean": 3}, "9z": {"sem": 1}}}  # fmt: skip
+            "sequences": 10,
+            "targets": {"hit": {}, "x": {"sem": -1, "mean": 3}, "9z": {"sem": 1}}}  # fmt: skip
     run = ancho("run", str(write_spec(tmp_path, spec)), cwd=tmp_path)
     assert run.code == 2 and "Traceback" not in run.stderr
     for where in ("/targets/hit", "/targets/x/sem", "/targets/x/mean", "/targets"):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e import EXAMPLES, LiveServer, ancho, run_id_of
+from e2e import EXAMPLES, MODELS, LiveServer, ancho, run_id_of
 from flask.testing import FlaskClient
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
@@ -86,10 +86,16 @@ def test_histogram_matches_numpy_in_chunks_and_skips_what_is_not_a_finite_value(
 
 
 def test_histogram_edge_cases() -> None:
+    # bools and ints: whole-number bins, centred on the values
     bools = web.histogram(_Passes(_results([True, False, True])), "x", 2)
-    assert bools["counts"] == [1, 2] and bools["edges"] == [0.0, 0.5, 1.0]
+    assert bools["counts"] == [1, 2] and bools["edges"] == [-0.5, 0.5, 1.5]
+    ints = web.histogram(_Passes(_results([0, 3, 3, 9, 10])), "x", 4)
+    assert ints["edges"] == [-0.5, 2.5, 5.5, 8.5, 11.5] and ints["counts"] == [1, 2, 0, 2]
+    # a summary range with whole ends, then a non-integer: the float bins after all
+    mixed = _Passes(_results([0, 2.5, 10]))
+    assert web.histogram(mixed, "x", 4, (0.0, 10.0))["edges"] == [0.0, 2.5, 5.0, 7.5, 10.0]
     same = web.histogram(_Passes(_results([4.0] * 5)), "x", 4)
-    assert same["edges"] == [3.5, 3.75, 4.0, 4.25, 4.5] and same["counts"] == [0, 0, 5, 0]
+    assert same["edges"] == [3.5, 4.5] and same["counts"] == [5]
     empty = web.histogram(_Passes(_results([None, math.nan])), "x", 10)
     assert empty == {"output": "x", "bins": 0, "edges": [], "counts": [], "count": 0,
                      "skipped": 2}  # fmt: skip
@@ -137,8 +143,8 @@ def test_histogram_route(app: _App) -> None:
     assert status == 200 and doc["counts"] == [10] * 10 and doc["count"] == 100
     assert doc["edges"] == np.histogram_bin_edges([0.0, 9.9], 10).tolist()
     status, doc = app.get("/api/v1/runs/r1/histogram?output=flag")  # no summary: two passes
-    assert status == 200 and doc["bins"] == web.DEFAULT_BINS and doc["count"] == 100
-    assert doc["counts"][0] == 66 and doc["counts"][-1] == 34
+    assert status == 200 and doc["bins"] == 2 and doc["count"] == 100  # bools: 2 bins
+    assert doc["counts"] == [66, 34] and doc["edges"] == [-0.5, 0.5, 1.5]
 
 
 @pytest.mark.parametrize(
@@ -256,6 +262,38 @@ def _sign_in(driver: WebDriver, url: str, token: str) -> None:
 
 def _text(driver: WebDriver, script: str) -> Any:
     return driver.execute_script(script)
+
+
+@pytest.mark.slow
+def test_the_convergence_chart_grows_while_the_run_goes(site: _Site, browser: WebDriver) -> None:
+    sub = ancho("submit", str(MODELS / "slow"), "--server", site.url, "--sequences", "300",
+                "-p", "sleep_s=0.03", cwd=site.root, env=site.env())  # fmt: skip
+    assert sub.code == 0, sub.stderr
+    rid = run_id_of(sub)
+    _sign_in(browser, site.url, site.token)
+    _wait(browser).until(lambda d: _shown(d, "#runs-view"))
+    browser.get(f"{site.url}/#/runs/{rid}")
+    chart = 'svg.convergence[data-output="u"]'
+    attr = f"const c = document.querySelector('{chart}'); return c && c.getAttribute('{{}}')"
+    running = "return document.getElementById('run-state').textContent"
+    # While the run goes: a chart over the sequences in so far.
+    _wait(browser, 60).until(lambda d: _text(d, attr.format("data-points")) is not None)
+    assert _text(browser, running) == "RUNNING"
+    first_k = int(_text(browser, attr.format("data-last-k")))
+    assert 0 < first_k < 300
+    # It grows by itself, and ends on the whole run, whose mean is the summary's.
+    _wait(browser, 90).until(lambda d: _text(d, attr.format("data-last-k")) == "300")
+    points = int(_text(browser, attr.format("data-points")))
+    assert points >= 3
+    _, summary, _ = site.server.request("GET", f"/api/v1/runs/{rid}/summary", site.token)
+    assert float(_text(browser, attr.format("data-last-mean"))) == summary["outputs"]["u"]["mean"]
+    _, series, _ = site.server.request("GET", f"/api/v1/runs/{rid}/convergence", site.token)
+    ks = [p[0] for p in series["outputs"]["u"]]
+    assert ks == sorted(set(ks)) and len(ks) == points and ks[-1] == 300
+    for _, mean, lo, hi in series["outputs"]["u"][1:]:
+        assert lo < mean < hi and hi - lo < 1.0  # a band around a uniform's mean
+    band = browser.find_element(By.CSS_SELECTOR, f"{chart} polygon.band")
+    assert band.size["height"] > 20 and band.size["width"] > 200  # drawn, not just there
 
 
 @pytest.mark.slow

@@ -181,7 +181,20 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "getSummary",
                     "summary": "The summary JSON",
-                    "responses": {"200": _json(_ref("Summary"), "the summary"), **RUN_ERRORS},
+                    "parameters": [
+                        _query(
+                            "recompute",
+                            {"type": "string", "enum": ["true", "false"]},
+                            "true: the built-in statistics recomputed by Spark from every"
+                            " stored result (an ended run only)",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Summary"), "the summary"),
+                        "409": ERROR,
+                        "503": ERROR,
+                        **RUN_ERRORS,
+                    },
                 },
             },
             "/api/v1/runs/{id}/logs": {
@@ -227,6 +240,17 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Histogram"), "the histogram"),
                         "400": ERROR,
+                        **RUN_ERRORS,
+                    },
+                },
+            },
+            "/api/v1/runs/{id}/convergence": {
+                "parameters": [RUN_ID],
+                "get": {
+                    "operationId": "getConvergence",
+                    "summary": "Each output's mean and 95% band against sequences so far",
+                    "responses": {
+                        "200": _json(_ref("Convergence"), "the series"),
                         **RUN_ERRORS,
                     },
                 },
@@ -311,6 +335,20 @@ def _shapes() -> dict[str, Any]:
             "created_at": number,
             "started_at": number,
             "finished_at": number,
+            "live": {
+                "type": "object",
+                "description": "while RUNNING: per output count, mean, sem, ci95",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["count", "mean", "sem", "ci95"],
+                    "properties": {
+                        "count": integer,
+                        "mean": number,
+                        "sem": number,
+                        "ci95": {"type": ["array", "null"], "items": {"type": "number"}},
+                    },
+                },
+            },
         },
     }
     return {
@@ -380,6 +418,31 @@ def _shapes() -> dict[str, Any]:
                 "failed": integer,
                 "outputs": {"type": "object", "additionalProperties": {"type": "object"}},
                 "custom": {"type": "object"},
+                "targets_met": {"type": "boolean"},
+                "stopped": {
+                    "type": "object",
+                    "required": ["reason", "sequences"],
+                    "properties": {"reason": {"type": "string"}, "sequences": integer},
+                },
+            },
+        },
+        "Convergence": {
+            "type": "object",
+            "required": ["outputs"],
+            "properties": {
+                "outputs": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "minItems": 4,
+                            "maxItems": 4,
+                            "items": {"type": ["number", "null"]},
+                            "description": "[sequences, mean, ci95 lo, ci95 hi]",
+                        },
+                    },
+                }
             },
         },
         "Histogram": {

@@ -90,7 +90,7 @@ def get_summary(run_id: str) -> Response:
     """The contract's summary JSON (outputs empty until the summary is computed)."""
     run = own_run(run_id)
     stored = context().store.get_summary(run_id)
-    if request.args.get("recompute") in ("1", "true"):
+    if request.args.get("recompute") == "true":
         stored = {**(stored or {}), "outputs": context().recompute(run)}
     return jsonify(summary_document(run, stored))
 

@@ -1,4 +1,5 @@
-"""The web page at ``/``, and the one API route only it needs: a histogram of an output.
+"""The web page at ``/``, and the API routes only it needs: a histogram of an output and
+the outputs' convergence.
 
 The page is plain HTML, CSS and JavaScript served from this package (``templates/web/``,
 ``static/web/``; no build step, nothing fetched from elsewhere). It asks for an API token
@@ -14,8 +15,9 @@ script also writes every value from the API as text, never as HTML).
 
 Histogram. ``GET /api/v1/runs/{id}/histogram?output=NAME&bins=N`` counts the finite
 values of one output over the run's ok sequences (bools as 0/1, as the summary counts
-them) in ``N`` equal-width bins (1..200, default 40) from the smallest value to the
-largest. It streams ``store.iter_results`` in chunks of :data:`CHUNK` values, so memory
+them) in the bins of :mod:`ancho.histogram` (``N`` of them, 1..200, default 40, from
+the smallest value to the largest; whole-number bins for integer outputs), which the
+report draws too. It streams ``store.iter_results`` in chunks of :data:`CHUNK` values, so memory
 stays bounded whatever the run's size:
 
 - when the run's summary holds a finite ``min`` and ``max`` of the output, one pass bins
@@ -35,9 +37,9 @@ server serves many requests; streaming costs one more pass at most. The response
 ``edges`` has one more item than ``counts``; bin ``i`` holds ``edges[i] <= v <
 edges[i + 1]`` (the last one includes its right edge) and ``count = sum(counts)``.
 ``skipped`` counts ok sequences whose value is missing, NaN or infinite. With no finite
-value ``edges`` and ``counts`` are empty; when all values are equal the bins span the
-value ± 0.5 (as ``numpy.histogram``); when the range holds fewer distinct floats than
-bins, there are fewer bins (``bins`` says how many). Errors: a missing or unknown output
+value ``edges`` and ``counts`` are empty; when all values are equal one bin spans the
+value ± 0.5; integer outputs and ranges holding fewer distinct floats than ``N`` get
+fewer bins (``bins`` says how many). Errors: a missing or unknown output
 or ``bins`` outside 1..200 → 400 with a detail per parameter; another user's run or a
 missing one → 404; no or a bad token → 401.
 """
@@ -54,6 +56,7 @@ import numpy.typing as npt
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from ..errors import ErrorDetail, SpecError
+from ..histogram import BINS, Histogram, bin_edges, is_integral
 from ..results import SequenceResult
 from .auth import context, require_user
 from .runs import own_run
@@ -72,7 +75,7 @@ api.before_request(require_user)
 
 #: Bins a histogram may have, and how many it has when the query does not say.
 MAX_BINS = 200
-DEFAULT_BINS = 40
+DEFAULT_BINS = BINS
 #: Values binned at a time (8 bytes each): the histogram's memory bound besides a page
 #: of results.
 CHUNK = 65_536
@@ -123,6 +126,20 @@ def get_histogram(run_id: str) -> Response:
     return jsonify(doc)
 
 
+@api.get("/<run_id>/convergence")
+def get_convergence(run_id: str) -> Response:
+    """Each output's mean and 95% band against sequences, over the prefix of sequences
+    merged so far: ``{"outputs": {name: [[k, mean, lo, hi], ...]}}`` (lo and hi are null
+    while there is no interval). It grows while the run goes; the last point of an ended
+    run is its summary's mean."""
+    run = own_run(run_id)
+    series = (context().store.get_live(run_id) or {}).get("series") or {}
+    names = [n for n in (run.outputs or []) if n in series] + sorted(
+        n for n in series if n not in (run.outputs or [])
+    )
+    return jsonify({"outputs": {name: series[name] for name in names}})
+
+
 bp.register_blueprint(api)
 
 
@@ -158,6 +175,7 @@ class _Scan:
     finite: int = 0
     skipped: int = 0
     last: int = -1
+    all_int: bool = True  # every value an int or a bool (whole-number bins)
 
     def chunks(self, results: Iterable[SequenceResult], output: str) -> Iterator[FloatArray]:
         """Arrays of at most :data:`CHUNK` finite values of ``output`` of ok sequences."""
@@ -171,6 +189,7 @@ class _Scan:
                 if value is None:
                     raise TypeError("no value")
                 buf.append(float(value))
+                self.all_int = self.all_int and isinstance(value, int)
             except (TypeError, ValueError, OverflowError):  # no number: skipped
                 self.skipped += 1
                 continue
@@ -199,12 +218,13 @@ def histogram(
     """The histogram document of ``output`` (see the module's docstring).
 
     ``bounds`` is the summary's ``(min, max)``: with it, one pass bins the values, unless
-    one falls outside it. Otherwise a first pass finds the range and the last sequence,
-    and a second pass bins the same sequences (a value rewritten between the passes that
-    falls outside the range is counted in the nearest end bin).
+    one falls outside it (or a non-integer voids the whole-number bins it assumed).
+    Otherwise a first pass finds the range and the last sequence, and a second pass bins
+    the same sequences (a value rewritten between the passes that falls outside the
+    range is counted in the nearest end bin).
     """
     if bounds is not None:
-        doc = _binned(results(None), output, bins, bounds, strict=True)
+        doc = _binned(results(None), output, bins, bounds, True, strict=True)
         if doc is not None:
             return doc
     scan = _Scan()
@@ -214,26 +234,9 @@ def histogram(
             lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     if scan.finite == 0:
         return _document(output, None, None, 0, scan.skipped)
-    doc = _binned(results(scan.last + 1), output, bins, (lo, hi), strict=False)
+    doc = _binned(results(scan.last + 1), output, bins, (lo, hi), scan.all_int, strict=False)
     assert doc is not None  # not strict: never None
     return doc
-
-
-def _edges(lo: float, hi: float, bins: int) -> tuple[FloatArray, float]:
-    """Edges of up to ``bins`` equal bins over ``[lo, hi]``, and the scale they were
-    computed at (``0.5`` when ``hi - lo`` overflows; values are binned scaled alike)."""
-    scale = 1.0 if math.isfinite(hi - lo) else 0.5
-    while True:
-        try:
-            with np.errstate(all="ignore"):
-                edges = np.histogram_bin_edges(
-                    np.empty(0), bins=bins, range=(lo * scale, hi * scale)
-                )
-            return edges.astype(np.float64), scale
-        except ValueError:  # fewer distinct floats in the range than bins
-            if bins == 1:
-                raise
-            bins = max(1, bins // 2)
 
 
 def _binned(
@@ -241,29 +244,32 @@ def _binned(
     output: str,
     bins: int,
     bounds: tuple[float, float],
+    all_int: bool,
     *,
     strict: bool,
 ) -> dict[str, Any] | None:
-    """One binning pass over ``bounds``. A value outside them: None when ``strict``, else
-    it counts in the nearest end bin."""
+    """One binning pass over ``bounds`` (the one histogram, :mod:`ancho.histogram`). A
+    value outside them, or a non-integer in whole-number bins: None when ``strict``;
+    else it counts in the nearest end bin."""
     lo, hi = bounds
-    edges, scale = _edges(lo, hi, bins)
-    n = len(edges) - 1
-    span = (float(edges[0]), float(edges[-1]))
-    counts = np.zeros(n, dtype=np.int64)
+    integral = is_integral(all_int, lo, hi)
+    counts = Histogram(bin_edges(lo, hi, bins, integral), integral)
     scan = _Scan()
     for chunk in scan.chunks(results, output):
+        if strict and integral and not scan.all_int:
+            return None
         if chunk.size == 0:
             continue
         if float(chunk.min()) < lo or float(chunk.max()) > hi:
             if strict:
                 return None
             chunk = np.clip(chunk, lo, hi)
-        scaled = chunk * scale if scale != 1.0 else chunk
-        counts += np.histogram(scaled, bins=n, range=span)[0]
+        counts.add(chunk)
+    if strict and integral and not scan.all_int:
+        return None
     if scan.finite == 0:
         return _document(output, None, None, 0, scan.skipped)
-    return _document(output, edges / scale, counts, scan.finite, scan.skipped)
+    return _document(output, counts.edges, counts.counts, scan.finite, scan.skipped)
 
 
 def _document(

@@ -220,11 +220,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def put_live(self, run_id: str, live: Mapping[str, Any]) -> None:
-        """Store a running run's live statistics (replacing the earlier ones)."""
+        """Store a run's live document, ``{"live": statistics, "series": convergence}``
+        (replacing the earlier one)."""
 
     @abc.abstractmethod
     def get_live(self, run_id: str) -> dict[str, Any] | None:
-        """The run's latest live statistics, or None."""
+        """The run's latest live document, or None."""
 
     @abc.abstractmethod
     def truncate_run(self, run_id: str, sequences: int, blocks: int) -> None:

@@ -307,10 +307,12 @@
   function resetRunView(id) {
     shown = { id, logsAfter: 0, summary: null };
     for (const key of ["run-name", "run-id", "run-state", "summary-note", "histograms-note",
-                       "logs", "logs-count"]) {
+                       "convergence-note", "logs", "logs-count"]) {
       $(key).textContent = "";
     }
-    for (const key of ["run-progress", "run-facts", "histograms"]) $(key).replaceChildren();
+    for (const key of ["run-progress", "run-facts", "histograms", "convergence"]) {
+      $(key).replaceChildren();
+    }
     $("summary-table").tHead.replaceChildren();
     $("summary-table").tBodies[0].replaceChildren();
     $("summary-table").hidden = true;
@@ -338,6 +340,8 @@
     hideBanner();
     renderRun(run);
     await loadLogs(id, gen);
+    if (!current(gen)) return;
+    if (run.state !== "QUEUED" && run.state !== "STAGING") await loadConvergence(id, gen);
     if (!current(gen)) return;
     if (TERMINAL.has(run.state)) {
       if (shown.summary === null) await loadSummary(run, gen);
@@ -572,6 +576,83 @@
     );
     figure.append(chart);
     return figure;
+  }
+
+  // ---------------------------------------------------------------- convergence
+
+  async function loadConvergence(id, gen) {
+    let doc;
+    try {
+      doc = await api(`${runPath(id)}/convergence`);
+    } catch (err) {
+      failed(gen, err, () => loadConvergence(id, gen));
+      return;
+    }
+    if (!current(gen)) return;
+    const names = Object.keys(doc.outputs).filter((n) => doc.outputs[n].length > 0);
+    if (names.length === 0) {
+      $("convergence-note").textContent = "The first blocks of sequences are on their way.";
+      return;
+    }
+    $("convergence").replaceChildren(...names.map((n) => drawConvergence(n, doc.outputs[n])));
+    $("convergence-note").textContent = "Each output's mean and 95% band over sequences "
+      + "0..k-1, as blocks of sequences come in.";
+  }
+
+  /** The mean (a line) and its 95% band (an area) against sequences. */
+  function drawConvergence(name, points) {
+    const W = 640;
+    const H = 220;
+    const left = 76;
+    const right = 12;
+    const top = 12;
+    const bottom = 30;
+    const plotW = W - left - right;
+    const plotH = H - top - bottom;
+    const last = points[points.length - 1];
+    const ys = points.flatMap(([, mean, lo, hi]) => [mean, lo, hi]).filter(
+      (v) => v !== null && Number.isFinite(v));
+    let yLo = Math.min(...ys);
+    let yHi = Math.max(...ys);
+    if (!(yHi > yLo)) {
+      yLo -= 0.5;
+      yHi += 0.5;
+    }
+    const kHi = Math.max(last[0], 1);
+    const x = (k) => left + (k / kHi) * plotW;
+    const y = (v) => top + plotH - ((v - yLo) / (yHi - yLo)) * plotH;
+    const banded = points.filter(([, , lo, hi]) => lo !== null && hi !== null);
+    const band = banded.map(([k, , , hi]) => `${x(k)},${y(hi)}`)
+      .concat(banded.slice().reverse().map(([k, , lo]) => `${x(k)},${y(lo)}`));
+    const line = points.filter(([, mean]) => mean !== null).map(([k, mean]) => `${x(k)},${y(mean)}`);
+    const chart = svg("svg", {
+      class: "convergence",
+      viewBox: `0 0 ${W} ${H}`,
+      role: "img",
+      "aria-label": `mean of ${name} and its 95% band against sequences, up to ${last[0]}`,
+      "data-output": name,
+      "data-points": points.length,
+      "data-last-k": last[0],
+      "data-last-mean": last[1] === null ? "" : last[1],
+    });
+    const text = (tx, ty, anchor, value) => svg(
+      "text", { x: tx, y: ty, "text-anchor": anchor }, document.createTextNode(value));
+    chart.append(
+      svg("polygon", { class: "band", points: band.join(" ") }),
+      svg("polyline", { class: "mean", points: line.join(" ") }),
+      svg("line", { class: "axis", x1: left, y1: top + plotH, x2: W - right, y2: top + plotH }),
+      svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: top + plotH }),
+      text(left - 6, top + 10, "end", fmtNum(yHi)),
+      text(left - 6, top + plotH, "end", fmtNum(yLo)),
+      text(left, H - 10, "start", "0"),
+      text(W - right, H - 10, "end", `${fmtInt(last[0])} sequences`),
+    );
+    const mean = last[1] === null ? "–" : fmtNum(last[1]);
+    const half = last[2] === null ? "" : ` ± ${fmtNum((last[3] - last[2]) / 2)}`;
+    return el("figure", { className: "convergence-figure", dataset: { output: name } },
+              el("figcaption", {}, name, " ", el("span", { className: "muted" },
+                                                   `${mean}${half} at ${fmtInt(last[0])}`)),
+              chart);
   }
 
   // ---------------------------------------------------------------- start
