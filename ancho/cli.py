@@ -206,19 +206,25 @@ def submit(
               help="Authenticate to Mesos as P (or ANCHO_MESOS_PRINCIPAL).")  # fmt: skip
 @click.option("--secret-file", envvar="ANCHO_MESOS_SECRET_FILE", metavar="F",
               help="File holding P's Mesos secret (or ANCHO_MESOS_SECRET_FILE).")  # fmt: skip
+@click.option("--spark-master", envvar="ANCHO_SPARK_MASTER", default="local[*]",
+              show_default=True, metavar="URL",
+              help="Where Spark jobs (recomputed summaries) run: local[*] or spark://HOST:PORT"
+                   " (or ANCHO_SPARK_MASTER).")  # fmt: skip
 def server(
-    master: str, store_url: str | None, bind: str, principal: str | None, secret_file: str | None
-) -> None:
+    master: str, store_url: str | None, bind: str, principal: str | None,
+    secret_file: str | None, spark_master: str,
+) -> None:  # fmt: skip
     """Run the scheduler and the REST API (until SIGTERM; runs carry on after a restart)."""
     from .extras import require
     from .server.main import mesos_credential
 
     credential = mesos_credential(principal, secret_file)
-    require(("server", "spark"), "`ancho server`", "Spark (on Java 17) computes the summaries.")
+    require("server", "`ancho server`")
     from .server.main import ServerOptions, serve
 
     logging.getLogger("ancho").setLevel(os.environ.get("ANCHO_LOG_LEVEL", "INFO").upper())
-    serve(ServerOptions(master=master, store_url=store_url, bind=bind, credential=credential))
+    serve(ServerOptions(master=master, store_url=store_url, bind=bind, credential=credential,
+                        spark_master=spark_master))  # fmt: skip
 
 
 @cli.command("list")

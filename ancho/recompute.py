@@ -8,6 +8,7 @@ contract's rank bound in the quantiles (``tests/test_recompute.py`` holds them t
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from .store import RunRecord, Store
 
 def recompute_outputs(store: Store, run: RunRecord, job: Any = None) -> dict[str, Any]:
     """The run's per-output statistics from Spark (``job``: a running
-    :class:`~scheduler.summary_job.SummaryJob`, else one is started for this)."""
+    :class:`~scheduler.summary_job.SummaryJob`, else one is started for this, on
+    ``ANCHO_SPARK_MASTER``: ``local[*]`` by default, or a Spark standalone cluster)."""
     from .extras import require
 
     if not run.done:
@@ -32,8 +34,9 @@ def recompute_outputs(store: Store, run: RunRecord, job: Any = None) -> dict[str
         require("spark", "`ancho summary --recompute`", "Spark (on Java 17) reads every result.")
         from scheduler.summary_job import SummaryJob
 
+        master = os.environ.get("ANCHO_SPARK_MASTER", "local[*]")
         with tempfile.TemporaryDirectory(prefix="ancho-recompute-") as tmp:
-            job = SummaryJob(store, work_dir=Path(tmp), cache_dir=Path(tmp) / "cache")
+            job = SummaryJob(store, master, work_dir=Path(tmp), cache_dir=Path(tmp) / "cache")
             try:
                 return dict(job.recompute(run.id, store.url))
             finally:

@@ -103,8 +103,9 @@ def spark_session(
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
         }
-        if local:
-            # A local session talks only to itself: keep it off the network.
+        if local or master.startswith("spark://127."):
+            # A local session talks only to itself, and a cluster on loopback (`ancho
+            # cluster`'s) reaches the driver there: keep it off the network.
             settings["spark.driver.host"] = "127.0.0.1"
             settings["spark.driver.bindAddress"] = "127.0.0.1"
         if jars:

@@ -430,10 +430,17 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
 
     def _custom(self, run_id: str) -> tuple[dict[str, Any], str | None]:
         """The run's custom summary, from the Spark worker."""
-        if self.custom_summary is None:
-            why = "custom summaries need Spark, which this scheduler was started without"
+        from ancho.extras import missing_modules
+
+        if self.custom_summary is None or missing_modules("spark"):
+            why = "custom summaries need Spark: this scheduler runs without the 'spark' extra"
             return {"error": why}, why
-        return self.custom_summary(run_id, self.credentials.store_url(run_id))
+        try:
+            return self.custom_summary(run_id, self.credentials.store_url(run_id))
+        except Exception as exc:  # the worker died: the built-in summary still stands
+            log.warning("custom summary of run %s failed: %s", run_id, exc)
+            why = f"custom summary: {exc}"
+            return {"error": why}, why
 
 
 def _partials(data: Any) -> tuple[tuple[int, BlockPartial], ...]:

@@ -38,6 +38,8 @@ class ServerOptions:
     threads: int = 32
     #: (principal, secret) for Mesos framework authentication (``--principal``/``--secret-file``).
     credential: tuple[str, str] | None = None
+    #: Where the Spark worker's jobs run (``--spark-master``, ``ANCHO_SPARK_MASTER``).
+    spark_master: str = "local[*]"
 
 
 def mesos_credential(principal: str | None, secret_file: str | None) -> tuple[str, str] | None:
@@ -120,8 +122,8 @@ def serve(options: ServerOptions) -> None:
         master = cluster.start()
     docker_cache = work_dir / "cache-docker"
     share_with_containers(docker_cache)
-    job = SummaryJob(store, os.environ.get("ANCHO_SPARK_MASTER", "local[*]"),
-                     work_dir=work_dir, cache_dir=work_dir / "cache")  # fmt: skip
+    job = SummaryJob(store, options.spark_master, work_dir=work_dir,
+                     cache_dir=work_dir / "cache")  # fmt: skip
     launch = ExecutorLaunch(
         command=executor_command(),
         environment=executor_environment(work_dir / "cache"),

@@ -1,11 +1,15 @@
 """`ancho cluster start --spark-workers W`: a Spark standalone master and workers from
-pyspark's own jars, on loopback, that a Spark job runs on; stopped with the cluster."""
+pyspark's own jars, on loopback, that a Spark job runs on; stopped with the cluster.
+Ancho's own Spark job (the recomputed summary) runs there and agrees with ``local[*]``."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from e2e import MODELS, ancho, write_spec
 
 from ancho.cluster.supervisor import Cluster, Layout, alive, processes_under
 
@@ -43,7 +47,31 @@ def test_a_spark_standalone_cluster_runs_a_job_and_stops(tmp_path: Path) -> None
         assert int(total) == sum(x * x for x in range(1000))
         assert int(executors) == 3  # the driver and one executor on each worker
         pids = [w["pid"] for w in spark["workers"]]
+        _recompute_on_the_cluster_as_locally(tmp_path, spark["master"])
     finally:
         cluster.stop()
     assert not [p for p in pids if alive(p)]
     assert processes_under(tmp_path / "cluster") == []
+
+
+def _recompute_on_the_cluster_as_locally(tmp_path: Path, master: str) -> None:
+    spec = {"model": {"source": str(MODELS / "skewed"), "entrypoint": "model:simulate"},
+            "sequences": 20_000, "seed": 8}  # fmt: skip
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    rid = run.json()["run"]
+    docs = {}
+    for where in ("local[*]", master):
+        again = ancho("summary", rid, "--recompute", "--format", "json", cwd=tmp_path,
+                      env={"ANCHO_SPARK_MASTER": where}, timeout=600)  # fmt: skip
+        assert again.code == 0, again.stderr
+        docs[where] = again.json()["outputs"]
+    here, there = docs["local[*]"], docs[master]
+    for name, stats in here.items():
+        assert there[name]["quantiles"] == stats["quantiles"]  # exact below 100,000
+        for stat, value in stats.items():
+            if stat != "quantiles":
+                assert there[name][stat] == pytest.approx(value, rel=1e-12), (name, stat)
+    # ...and both are the merged summary, to rounding.
+    merged = run.json()["outputs"]
+    assert all(merged[n]["mean"] == pytest.approx(here[n]["mean"], rel=1e-12) for n in here)
