@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import ModelError
 from .results import OUTPUT_NAME, OutputValue, SequenceResult
-from .seeding import sequence_rng
+from .seeding import Streams
 from .sources import fetch
 
 if TYPE_CHECKING:
@@ -182,10 +182,9 @@ def run_sequences(
     simulate = model.simulate
     params = model.params
     clock = time.perf_counter
-    for i in range(start, stop):
+    for i, rng in zip(range(start, stop), Streams(seed).generators(start, stop), strict=True):
         t0 = clock()
         try:
-            rng = sequence_rng(seed, i)
             if model.has_state:
                 raw = simulate(params, rng, state=model.state)
             else:

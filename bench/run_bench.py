@@ -1,12 +1,18 @@
-"""Benchmarks of ``ancho run`` side by side with ``multiprocessing.Pool`` (not a test).
+"""Benchmarks of ``ancho run`` side by side with ``multiprocessing.Pool``, and with Dask
+and Ray where they are installed in this environment (not a test).
 
 Measures, in one run on this machine:
 
-1. a 10 ms/sequence model: steady-state sequences/s stored by Ancho vs computed by a
-   ``Pool`` of as many processes as cores, same model, same seeding;
-2. a trivial model (a few µs): sequences/s stored (first batch launched → last stored)
-   and end to end (command start → summary printed), with Pool alongside;
-3. the fixed overhead of ``ancho run``: wall time of a tiny run, split into phases.
+1. a 10 ms/sequence model, 1,000 sequences, from command start to summary printed:
+   ``ancho run`` against a ``Pool`` of as many processes as cores (started, mapped,
+   results summarised with numpy), a Dask ``LocalCluster`` and Ray, all on the same
+   model with the contract's generators made numpy's way;
+2. a trivial model (a few µs): sequences/s stored by Ancho (steady state, and first
+   batch launched → last stored) against sequences/s computed by the Pool (not stored);
+3. how long after the last sequence is stored the summary is there, for 100 to
+   10,000,000 sequences, next to the Spark job that used to compute it (``ancho summary
+   --recompute``, JVM start included) on the 1,000,000-sequence run;
+4. the fixed overhead of ``ancho run``: wall time of a tiny run, split into phases.
 
 Ancho's progress is sampled by polling the run's row count in the SQLite store.
 With ``--baseline REV``, also the trivial model's stored sequences/s of this tree
@@ -15,7 +21,8 @@ first on ``PYTHONPATH`` for the command, its executors and their model processes
 alternating the two, three runs each.
 
 Prints a Markdown report (paste it into docs/benchmarks.md). Usage:
-``python bench/run_bench.py [--quick] [--baseline REV] [--only-baseline]``.
+``python bench/run_bench.py [--quick] [--baseline REV] [--only-baseline]``
+(Dask and Ray: ``pip install "dask[distributed]" ray`` into the same environment).
 """
 
 from __future__ import annotations
@@ -41,29 +48,91 @@ ANCHO = str(Path(sys.executable).parent / "ancho")
 sys.path.insert(0, str(HERE.parent))
 
 from ancho.model import LoadedModel, OutputNames, run_sequences  # noqa: E402
+from ancho.seeding import sequence_rng  # noqa: E402
 
 
-# --- the baseline ------------------------------------------------------------------------
-def _pool_chunk(args: tuple[str, dict[str, Any], int, int, int]) -> int:
+# --- the baselines -----------------------------------------------------------------------
+def _plain_chunk(args: tuple[str, dict[str, Any], int, int, int]) -> list[float]:
+    """What a user writes without Ancho: the contract's generators made numpy's way."""
+    model_dir, params, seed, start, stop = args
+    simulate = LoadedModel.load(Path(model_dir), "model:simulate", params).simulate
+    return [float(next(iter(simulate(params, sequence_rng(seed, i)).values())))
+            for i in range(start, stop)]  # fmt: skip
+
+
+def _fast_chunk(args: tuple[str, dict[str, Any], int, int, int]) -> int:
+    """The same with Ancho's own sequence loop (its fast generators)."""
     model_dir, params, seed, start, stop = args
     model = LoadedModel.load(Path(model_dir), "model:simulate", params)
-    n = 0
-    for _ in run_sequences(model, seed, start, stop, 1, OutputNames()):
-        n += 1
-    return n
+    return sum(1 for _ in run_sequences(model, seed, start, stop, 1, OutputNames()))
 
 
-def pool_rate(model: str, params: dict[str, Any], sequences: int, workers: int) -> float:
-    """Sequences/s computed by a Pool (results returned, not stored)."""
-    chunk = max(1, sequences // (workers * 8))
-    jobs = [(model, params, 42, s, min(s + chunk, sequences)) for s in range(0, sequences, chunk)]
+def _jobs(model: str, params: dict[str, Any], sequences: int, pieces: int) -> list[Any]:
+    chunk = max(1, sequences // pieces)
+    return [(model, params, 42, s, min(s + chunk, sequences)) for s in range(0, sequences, chunk)]
+
+
+def pool_rate(model: str, params: dict[str, Any], sequences: int, workers: int,
+              fast: bool = False) -> float:  # fmt: skip
+    """Sequences/s computed by a warm Pool (results returned, not stored)."""
+    jobs = _jobs(model, params, sequences, workers * 8)
+    chunk = _fast_chunk if fast else _plain_chunk
     with mp.Pool(workers) as pool:
-        pool.map(_pool_chunk, jobs[:workers])  # warm: imports done before timing
+        pool.map(chunk, jobs[:workers])  # warm: imports done before timing
         t0 = time.perf_counter()
-        done = sum(pool.imap_unordered(_pool_chunk, jobs))
+        done = sum(n if fast else len(n) for n in pool.imap_unordered(chunk, jobs))
         elapsed = time.perf_counter() - t0
     assert done == sequences
     return sequences / elapsed
+
+
+def _summarise(values: list[float]) -> dict[str, float]:
+    x = np.asarray(values)
+    return {"mean": float(x.mean()), "sem": float(x.std(ddof=1) / np.sqrt(x.size)),
+            **{str(q): float(np.quantile(x, q)) for q in (0.01, 0.5, 0.99)}}  # fmt: skip
+
+
+def pool_end_to_end(model: str, params: dict[str, Any], sequences: int, workers: int) -> float:
+    """Seconds from nothing to a summary: start a Pool, map, summarise."""
+    t0 = time.perf_counter()
+    with mp.Pool(workers) as pool:
+        parts = pool.map(_plain_chunk, _jobs(model, params, sequences, workers * 4))
+    _summarise([v for part in parts for v in part])
+    return time.perf_counter() - t0
+
+
+def dask_end_to_end(model: str, params: dict[str, Any], sequences: int,
+                    workers: int) -> float | None:  # fmt: skip
+    """The same on a Dask LocalCluster (None when Dask is not installed)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        futures = client.map(_plain_chunk, _jobs(model, params, sequences, workers * 4))
+        parts = client.gather(futures)
+    _summarise([v for part in parts for v in part])
+    return time.perf_counter() - t0
+
+
+def ray_end_to_end(model: str, params: dict[str, Any], sequences: int,
+                   workers: int) -> float | None:  # fmt: skip
+    """The same on Ray (None when Ray is not installed)."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(_plain_chunk)
+        parts = ray.get([task.remote(j) for j in _jobs(model, params, sequences, workers * 4)])
+        _summarise([v for part in parts for v in part])
+    finally:
+        ray.shutdown()
+    return time.perf_counter() - t0
 
 
 # --- Ancho ---------------------------------------------------------------------------------
@@ -94,50 +163,63 @@ class Sampler(threading.Thread):
 
 
 def ancho_run(model: str, params: dict[str, Any], sequences: int,
-              env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Run ``ancho run`` in a scratch folder; return timings from the outside and the store."""
-    with tempfile.TemporaryDirectory(prefix="ancho-bench-") as tmp:
-        spec = {
-            "model": {"source": model, "entrypoint": "model:simulate"},
-            "parameters": params,
-            "sequences": sequences,
-            "seed": 42,
-        }
-        path = Path(tmp) / "spec.json"
-        path.write_text(json.dumps(spec))
-        db = Path(tmp) / ".ancho" / "ancho.db"
-        sampler = Sampler(db)
-        sampler.start()
-        t0 = time.perf_counter()
-        t0_wall = time.time()
-        proc = subprocess.run([ANCHO, "run", str(path), "--json"], cwd=tmp,
-                              capture_output=True, text=True, check=False,
-                              env={**os.environ, **(env or {})})  # fmt: skip
-        wall = time.perf_counter() - t0
-        sampler.stop.set()
-        sampler.join()
-        if proc.returncode != 0:
-            raise RuntimeError(f"ancho run failed: {proc.stderr[-2000:]}")
-        conn = sqlite3.connect(db)
-        rid, created, started, finished = conn.execute(
-            "SELECT id, created_at, started_at, finished_at FROM runs"
-        ).fetchone()
-        events = dict(
-            (msg.split(" (")[0], ts)
-            for ts, msg in conn.execute("SELECT ts, message FROM events WHERE run_id=?", (rid,))
-        )
-        all_in = events["all sequences in"]
-        return {
-            "wall": wall,
-            "t0_wall": t0_wall,
-            "samples": sampler.samples,
-            "t_created": created,
-            "t_started": started,
-            "t_all_in": all_in,
-            "t_finished": finished,
-            "stored_rate": sequences / (all_in - started),
-            "summary_s": finished - all_in,
-        }
+              env: dict[str, str] | None = None, keep: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Run ``ancho run`` in a scratch folder; return timings from the outside and the store
+    (``keep``: leave the folder, named in ``folder``, for more commands on the run)."""
+    folder = tempfile.mkdtemp(prefix="ancho-bench-")
+    try:
+        return _ancho_run(folder, model, params, sequences, env, keep)
+    finally:
+        if not keep:
+            subprocess.run(["rm", "-rf", folder], check=False)
+
+
+def _ancho_run(tmp: str, model: str, params: dict[str, Any], sequences: int,
+               env: dict[str, str] | None, keep: bool) -> dict[str, Any]:  # fmt: skip
+    """One ``ancho run`` in the folder ``tmp``."""
+    spec = {
+        "model": {"source": model, "entrypoint": "model:simulate"},
+        "parameters": params,
+        "sequences": sequences,
+        "seed": 42,
+    }
+    path = Path(tmp) / "spec.json"
+    path.write_text(json.dumps(spec))
+    db = Path(tmp) / ".ancho" / "ancho.db"
+    sampler = Sampler(db)
+    sampler.start()
+    t0 = time.perf_counter()
+    t0_wall = time.time()
+    proc = subprocess.run([ANCHO, "run", str(path), "--json"], cwd=tmp,
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+    wall = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ancho run failed: {proc.stderr[-2000:]}")
+    conn = sqlite3.connect(db)
+    rid, created, started, finished = conn.execute(
+        "SELECT id, created_at, started_at, finished_at FROM runs"
+    ).fetchone()
+    events = dict(
+        (msg.split(" (")[0], ts)
+        for ts, msg in conn.execute("SELECT ts, message FROM events WHERE run_id=?", (rid,))
+    )
+    all_in = events["all sequences in"]
+    return {
+        "run": rid,
+        "folder": Path(tmp) if keep else None,
+        "wall": wall,
+        "t0_wall": t0_wall,
+        "samples": sampler.samples,
+        "t_created": created,
+        "t_started": started,
+        "t_all_in": all_in,
+        "t_finished": finished,
+        "stored_rate": sequences / (all_in - started),
+        "summary_s": finished - all_in,
+    }
 
 
 def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
@@ -179,6 +261,14 @@ def against_baseline(rev: str, sequences: int, rounds: int = 3) -> None:
     print()
 
 
+def recompute_s(folder: Path, run_id: str) -> float:
+    """Wall seconds of ``ancho summary --recompute`` (the Spark job, JVM start included)."""
+    t0 = time.perf_counter()
+    subprocess.run([ANCHO, "summary", run_id, "--recompute", "--format", "json"], cwd=folder,
+                   capture_output=True, text=True, check=True)  # fmt: skip
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     """Run every benchmark and print the report."""
     parser = argparse.ArgumentParser()
@@ -196,35 +286,63 @@ def main() -> None:
         against_baseline(args.baseline, int(400_000 * scale))
         if args.only_baseline:
             return
+    sleepy, trivial = str(models / "sleepy"), str(models / "trivial")
 
-    # 1. 10 ms model.
-    n10 = int(3000 * scale)
-    sleepy = str(models / "sleepy")
-    base10 = pool_rate(sleepy, {"work_ms": 10}, n10, cores)
-    r10 = ancho_run(sleepy, {"work_ms": 10}, n10)
-    ss10 = steady_rate(r10["samples"], n10)
-    print("## 10 ms/sequence model\n")
-    print("| | sequences/s | ratio to Pool |\n|---|---:|---:|")
-    print(f"| multiprocessing.Pool({cores}) | {base10:,.1f} | 1.00 |")
-    print(f"| ancho run, steady state (10-90%) | {ss10:,.1f} | {ss10 / base10:.3f} |")
-    print(f"| ancho run, first launch → all stored | {r10['stored_rate']:,.1f} | "
-          f"{r10['stored_rate'] / base10:.3f} |\n")  # fmt: skip
+    # 1. 10 ms model, 1,000 sequences, command start to summary.
+    n10 = 1000
+    ancho10 = ancho_run(sleepy, {"work_ms": 10}, n10)
+    rows = [(f"multiprocessing.Pool({cores})", pool_end_to_end(sleepy, {"work_ms": 10}, n10,
+                                                                cores))]  # fmt: skip
+    for name, fn in (("Dask LocalCluster", dask_end_to_end), ("Ray", ray_end_to_end)):
+        seconds = fn(sleepy, {"work_ms": 10}, n10, cores)
+        rows.append((name, seconds))
+    pool10 = rows[0][1]
+    assert pool10 is not None
+    print(f"## 10 ms/sequence model, {n10:,} sequences: start to summary\n")
+    print("| | seconds | ratio to Pool |\n|---|---:|---:|")
+    print(f"| ancho run (command start → summary printed) | {ancho10['wall']:.2f} | "
+          f"{ancho10['wall'] / pool10:.2f} |")  # fmt: skip
+    for name, seconds in rows:
+        if seconds is None:
+            print(f"| {name} | not installed | |")
+        else:
+            print(
+                f"| {name} (start → results summarised) | {seconds:.2f} | {seconds / pool10:.2f} |"
+            )
+    print(f"\nAfter the last sequence was stored, ancho's summary took "
+          f"{ancho10['summary_s']:.3f} s.\n")  # fmt: skip
 
     # 2. trivial model.
-    nt = int(1_000_000 * scale)
-    trivial = str(models / "trivial")
-    baset = pool_rate(trivial, {}, nt, cores)
+    nt = int(400_000 * scale)
+    plain = pool_rate(trivial, {}, nt, cores)
+    fast = pool_rate(trivial, {}, nt, cores, fast=True)
     rt = ancho_run(trivial, {}, nt)
     sst = steady_rate(rt["samples"], nt)
     print(f"## Trivial model, {nt:,} sequences\n")
-    print("| | sequences/s |\n|---|---:|")
-    print(f"| multiprocessing.Pool({cores}), computed, not stored | {baset:,.0f} |")
-    print(f"| ancho run, steady state stored (10-90%) | {sst:,.0f} |")
-    print(f"| ancho run, first launch → all stored | {rt['stored_rate']:,.0f} |")
-    print(f"| ancho run, end to end incl. start and summary | {nt / rt['wall']:,.0f} |")
-    print(f"\nSummary of {nt:,} sequences: {rt['summary_s']:.1f} s; wall {rt['wall']:.1f} s.\n")
+    print("| | sequences/s | ratio to Pool |\n|---|---:|---:|")
+    print(f"| multiprocessing.Pool({cores}), computed, not stored | {plain:,.0f} | 1.00 |")
+    print(f"| Pool({cores}) with Ancho's sequence loop (fast generators) | {fast:,.0f} | "
+          f"{fast / plain:.2f} |")  # fmt: skip
+    print(f"| ancho run, stored, steady state (10-90%) | {sst:,.0f} | {sst / plain:.2f} |")
+    print(f"| ancho run, stored, first launch → all stored | {rt['stored_rate']:,.0f} | "
+          f"{rt['stored_rate'] / plain:.2f} |")  # fmt: skip
+    print(f"| ancho run, end to end incl. start and summary | {nt / rt['wall']:,.0f} | "
+          f"{nt / rt['wall'] / plain:.2f} |\n")  # fmt: skip
 
-    # 3. fixed overhead.
+    # 3. summary latency.
+    sizes = [100, 10_000, 1_000_000] + ([] if args.quick else [10_000_000])
+    print("## Summary after the last sequence is stored (trivial model)\n")
+    print("| sequences | ancho run wall s | summary s (all in → FINISHED) | Spark job s |")
+    print("|---:|---:|---:|---:|")
+    for n in sizes:
+        r = ancho_run(trivial, {}, n, keep=n == 1_000_000)
+        spark = f"{recompute_s(r['folder'], r['run']):.1f}" if n == 1_000_000 else ""
+        print(f"| {n:,} | {r['wall']:.1f} | {r['summary_s']:.3f} | {spark} |")
+        if r.get("folder"):
+            subprocess.run(["rm", "-rf", str(r["folder"])], check=False)
+    print()
+
+    # 4. fixed overhead.
     r0 = ancho_run(trivial, {}, 100)
     cmd_to_created = r0["t_created"] - r0["t0_wall"]
     teardown = r0["wall"] - (r0["t_finished"] - r0["t0_wall"])
@@ -235,9 +353,8 @@ def main() -> None:
     print(f"| embedded cluster, framework, first executor running | "
           f"{r0['t_started'] - r0['t_created']:.2f} |")  # fmt: skip
     print(f"| sequences (first running → all stored) | {r0['t_all_in'] - r0['t_started']:.2f} |")
-    print(f"| summary (Parquet export + Spark job; JVM started during the run) | "
-          f"{r0['summary_s']:.2f} |")  # fmt: skip
-    print(f"| teardown: framework, embedded cluster, Spark worker stop | {teardown:.2f} |")
+    print(f"| summary (merge of the blocks' partials) | {r0['summary_s']:.3f} |")
+    print(f"| teardown: framework, embedded cluster | {teardown:.2f} |")
     print(f"| **total wall** | **{r0['wall']:.2f}** |")
 
 
