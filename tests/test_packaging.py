@@ -74,29 +74,50 @@ def _hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
 def test_a_command_without_its_extra_names_it_and_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _hide(monkeypatch, "flask", "pyspark")
+    _hide(monkeypatch, "flask", "pyspark")  # the server needs Spark only for custom summaries
     with pytest.raises(SystemExit) as exit_:
         cli.main(["server"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
-        "ancho: error: `ancho server` needs Ancho's 'server' and 'spark' extras, which are"
-        " not installed (missing: flask, pyspark). Spark (on Java 17) computes the summaries."
-        " Install with: pip install 'ancho[server,spark]'\n"
+        "ancho: error: `ancho server` needs Ancho's 'server' extra, which is not installed"
+        " (missing: flask). Install with: pip install 'ancho[server]'\n"
     )
 
 
-def test_ancho_run_without_spark_stores_no_run(
+def _without_spark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spark is neither installed, as the extras see it, nor importable at all."""
+    _hide(monkeypatch, "pyspark")
+    for name in [m for m in sys.modules if m == "pyspark" or m.startswith("pyspark.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` raises ImportError
+
+
+def test_ancho_run_needs_no_spark_for_the_built_in_summary(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    _hide(monkeypatch, "pyspark")
+    _without_spark(monkeypatch)
     url = f"sqlite:///{tmp_path / 'ancho.db'}"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["run", str(REPO / "examples" / "pi"), "--store", url, "--sequences", "10"])
+    assert exit_.value.code == 0
+    [run] = open_store(url).list_runs()
+    assert (run.state, run.ok) == ("FINISHED", 10)
+    assert "pi" in capsys.readouterr().out
+
+
+def test_ancho_run_of_a_custom_summary_without_spark_stores_no_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _without_spark(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'ancho.db'}"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", str(REPO / "examples" / "option"), "--store", url, "--sequences", "10"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'ancho[spark]'" in err
-    assert "Traceback" not in err
+    assert "A custom summary" in err and "Traceback" not in err
     assert open_store(url).list_runs() == []
 
 
