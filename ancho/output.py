@@ -74,7 +74,13 @@ def summary_table(doc: dict[str, Any]) -> str:
     widths = [
         max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)
     ]
-    lines = [head, ""]
+    lines = [head]
+    if doc.get("stopped"):
+        stop = doc["stopped"]
+        lines.append(f"stopped after {stop['sequences']:,} sequences: {stop['reason']}")
+    elif doc.get("targets_met") is False:
+        lines.append(f"targets not met within {doc['sequences']:,} sequences")
+    lines += [""]
     lines.append(
         "  ".join(
             c.rjust(w) if i else c.ljust(w)

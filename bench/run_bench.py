@@ -233,31 +233,45 @@ def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
 
 
 def against_baseline(rev: str, sequences: int, rounds: int = 3) -> None:
-    """Stored sequences/s of the trivial model: this tree vs revision ``rev``, alternating."""
-    trivial = str(HERE / "models" / "trivial")
+    """This tree against revision ``rev``, alternating the two, ``rounds`` runs each: the
+    10 ms model's 1,000 sequences end to end (and the summary's share of it), and the
+    trivial model's stored sequences/s."""
+    sleepy, trivial = str(HERE / "models" / "sleepy"), str(HERE / "models" / "trivial")
     repo = HERE.parent
+    names = ("baseline", "this tree")
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    summaries: dict[str, list[float]] = {name: [] for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="ancho-baseline-") as tmp:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev],
                        check=True, capture_output=True)  # fmt: skip
         try:
-            base_env = {"PYTHONPATH": str(tree)}
-            rates: dict[str, list[float]] = {"baseline": [], "this tree": []}
+            envs = {"baseline": {"PYTHONPATH": str(tree)}, "this tree": None}
             for _ in range(rounds):
-                for name, env in (("baseline", base_env), ("this tree", None)):
-                    r = ancho_run(trivial, {}, sequences, env)
+                for name in names:
+                    r = ancho_run(sleepy, {"work_ms": 10}, 1000, envs[name])
+                    walls[name].append(r["wall"])
+                    summaries[name].append(r["summary_s"])
+                    r = ancho_run(trivial, {}, sequences, envs[name])
                     rates[name].append(steady_rate(r["samples"], sequences))
         finally:
             subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)],
                            check=False, capture_output=True)  # fmt: skip
+
+    def runs(values: list[float], fmt: str) -> str:
+        return ", ".join(format(v, fmt) for v in values)
+
+    print(f"## This tree vs {rev} (alternating, median of {rounds})\n")
+    print("| code | 10 ms, 1,000 seq.: wall s | of which summary s | runs (wall) "
+          f"| trivial {sequences:,}: stored/s | runs | ratio |")  # fmt: skip
+    print("|---|---:|---:|---|---:|---|---:|")
     base = float(np.median(rates["baseline"]))
-    print(f"## Trivial model, {sequences:,} sequences: this tree vs {rev}\n")
-    print("| code | stored sequences/s, steady state (median of "
-          f"{rounds}) | runs | ratio |\n|---|---:|---|---:|")  # fmt: skip
-    for name, values in rates.items():
-        med = float(np.median(values))
-        runs = ", ".join(f"{v:,.0f}" for v in values)
-        print(f"| {name} | {med:,.0f} | {runs} | {med / base:.3f} |")
+    for name in names:
+        rate = float(np.median(rates[name]))
+        print(f"| {name} | {np.median(walls[name]):.2f} | {np.median(summaries[name]):.3f} | "
+              f"{runs(walls[name], '.2f')} | {rate:,.0f} | {runs(rates[name], ',.0f')} | "
+              f"{rate / base:.3f} |")  # fmt: skip
     print()
 
 

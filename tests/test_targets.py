@@ -45,6 +45,8 @@ def test_a_sem_target_stops_where_the_analytic_answer_says(tmp_path: Path) -> No
     # Exactly 0..k-1 are stored.
     rows = ancho("results", one["run"], "--format", "jsonl", cwd=tmp_path).jsonl()
     assert [r["sequence"] for r in rows] == list(range(k))
+    table = ancho("summary", one["run"], "--format", "table", cwd=tmp_path).stdout
+    assert table.splitlines()[1] == f"stopped after {k:,} sequences: targets met"
 
     # Several executors with other batch sizes: the same k, the same summary to the bit.
     many = _run(tmp_path, "many", {"hit": {"sem": SEM}},
@@ -57,6 +59,8 @@ def test_a_run_that_reaches_its_maximum_first_says_targets_not_met(tmp_path: Pat
     doc = _run(tmp_path, "short", {"hit": {"ci95_halfwidth": 0.001}, "x": {"rel_ci95": 5.0}},
                sequences=500)  # fmt: skip
     assert doc["targets_met"] is False and "stopped" not in doc
+    table = ancho("summary", doc["run"], "--format", "table", cwd=tmp_path).stdout
+    assert table.splitlines()[1] == "targets not met within 500 sequences"
     assert (doc["ok"], doc["outputs"]["hit"]["count"]) == (500, 500)
     assert abs(doc["outputs"]["hit"]["mean"] - P) < 4 * math.sqrt(P * (1 - P) / 500)
 

@@ -34,8 +34,7 @@ logger = logging.getLogger("ancho.embedded.containerizer")
 #: The PATH Mesos' launcher gives an executor whose environment has none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# How long to wait for the rest of an exited executor's process group to die (orphaned
-# zombies, which only PID 1 can reap, would otherwise keep the group alive).
+# How long to wait for the rest of an exited executor's process group to die.
 _GROUP_EXIT_TIMEOUT_S = 1.0
 
 
@@ -87,6 +86,25 @@ class Containerizer(Protocol):
         ...
 
 
+def _runs_in_group(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still alive, not a zombie. Orphans go to
+    PID 1, which may reap them late (some inits poll once a second): a group of zombies
+    is already dead."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
 def _wait_status(returncode: int) -> int:
     # Mesos reports the raw waitpid() status (WEXITSTATUS in the high byte, the
     # terminating signal in the low bits); Popen gives -signal or the exit code.
@@ -113,6 +131,8 @@ class _ProcessContainer:
                 os.killpg(self._popen.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 break
+            if not _runs_in_group(self._popen.pid):
+                break  # only zombies are left, for PID 1 to reap whenever it does
             time.sleep(0.01)
         return status
 
