@@ -325,9 +325,11 @@ _FIELDS = ("count", "nan", "posinf", "neginf", "n", "mean", "m2", "m3", "m4", "m
 
 def block_size(sequences: int) -> int:
     """The fixed block of a run of ``sequences``: about a thousand blocks per run, between
-    1 and 10,000 sequences each. A function of the run's size alone, so executors, the
-    scheduler and a restarted scheduler agree without storing it."""
-    return max(1, min(10_000, math.ceil(sequences / 1024)))
+    8 and 10,000 sequences each (a block's partial costs the executor, the store and the
+    scheduler about as much as a few trivial sequences, so small runs do not get blocks
+    of one). A function of the run's size alone, so executors, the scheduler and a
+    restarted scheduler agree without storing it."""
+    return max(8, min(10_000, math.ceil(sequences / 1024)))
 
 
 @dataclass(slots=True)

@@ -131,7 +131,6 @@ def run_local(
     from ancho.embedded.docker_containerizer import DockerContainerizer, share_with_containers
     from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService, config_from_env
-    from scheduler.summary_job import SummaryJob
 
     work_dir = work_dir.resolve()
     run = new_run(spec)
@@ -140,6 +139,8 @@ def run_local(
         on_created(run)
     job = None
     if custom:
+        from scheduler.summary_job import SummaryJob  # Spark and Arrow: only when needed
+
         job = SummaryJob(store, "local[*]", work_dir=work_dir, cache_dir=work_dir / "cache")
         if os.environ.get("ANCHO_SPARK_WARMUP", "1") != "0":
             job.warm_up()  # Spark's JVM starts (at low priority) while the sequences run
