@@ -5,6 +5,7 @@ sequences before it, and stops at the same place whatever its parallelism."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,8 @@ def test_a_sem_target_stops_where_the_analytic_answer_says(tmp_path: Path) -> No
     # 8 executors with other batch sizes: the same k, the same summary to the bit.
     many = _run(tmp_path, "many", {"hit": {"sem": SEM}},
                 resources={"cpus": 0.25, "max_executors": 8})  # fmt: skip
+    logs = ancho("logs", many["run"], cwd=tmp_path).stdout
+    assert len(set(re.findall(r"\[(e\d+)\] starting", logs))) == 8, logs
     assert many["stopped"] == one["stopped"]
     assert many["outputs"] == one["outputs"]
 
