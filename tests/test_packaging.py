@@ -92,15 +92,23 @@ def _without_spark(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` raises ImportError
 
 
-def test_ancho_run_needs_no_spark_for_the_built_in_summary(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def _run_without_spark(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, example: str
+) -> tuple[object, str]:
+    """``ancho run examples/EXAMPLE`` with Spark out of reach: its exit code, the store."""
     _without_spark(monkeypatch)
     url = f"sqlite:///{tmp_path / 'ancho.db'}"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["run", str(REPO / "examples" / "pi"), "--store", url, "--sequences", "10"])
-    assert exit_.value.code == 0
+        cli.main(["run", str(REPO / "examples" / example), "--store", url, "--sequences", "10"])
+    return exit_.value.code, url
+
+
+def test_ancho_run_needs_no_spark_for_the_built_in_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, url = _run_without_spark(monkeypatch, tmp_path, "pi")
+    assert code == 0
     [run] = open_store(url).list_runs()
     assert (run.state, run.ok) == ("FINISHED", 10)
     assert "pi" in capsys.readouterr().out
@@ -109,12 +117,8 @@ def test_ancho_run_needs_no_spark_for_the_built_in_summary(
 def test_ancho_run_of_a_custom_summary_without_spark_stores_no_run(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    _without_spark(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'ancho.db'}"
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["run", str(REPO / "examples" / "option"), "--store", url, "--sequences", "10"])
-    assert exit_.value.code == 2
+    code, url = _run_without_spark(monkeypatch, tmp_path, "option")
+    assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'ancho[spark]'" in err
     assert "A custom summary" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from rank_bound import rank_error
 
 from ancho.partials import BlockPartial, OutputPartial, QuantileSketch, RunPartials
 
@@ -37,15 +38,6 @@ def _population(x: np.ndarray) -> tuple[float, float, float]:
     d = x - x.mean()
     m2, m3, m4 = (d**2).mean(), (d**3).mean(), (d**4).mean()
     return x.var(ddof=1), m3 / m2**1.5, m4 / m2**2 - 3.0
-
-
-def _rank_error(data: np.ndarray, value: float, q: float) -> int:
-    """How far ``value``'s ranks in ``data`` (sorted) are from the exact rank of ``q``."""
-    target = max(1, math.ceil(q * len(data)))
-    low = int(np.searchsorted(data, value, side="left")) + 1
-    high = int(np.searchsorted(data, value, side="right"))
-    assert high >= low, f"{value} is not a value of the data"
-    return 0 if low <= target <= high else min(abs(target - low), abs(target - high))
 
 
 def test_merged_moments_equal_the_whole_datas() -> None:
@@ -80,7 +72,7 @@ def test_quantiles_keep_the_rank_bound_beyond_it(n: int, accuracy: int) -> None:
     bound = max(1, n // accuracy)
     grid = [i / 200 for i in range(1, 200)]
     for q, value in zip(grid, sketch.quantiles(grid), strict=True):
-        assert value is not None and _rank_error(data, value, q) <= bound
+        assert value is not None and rank_error(data, value, q) <= bound
 
 
 def test_arrival_order_and_retries_do_not_change_a_bit() -> None:

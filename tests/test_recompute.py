@@ -4,24 +4,16 @@ the contract's rank bound of the exact rank, on either side of 100,000 sequences
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from e2e import MODELS, ancho, write_spec
+from rank_bound import rank_error
 
 pytestmark = pytest.mark.slow
 
 MOMENTS = ("mean", "stddev", "sem", "min", "max", "skewness", "kurtosis")
-
-
-def _rank_error(data: np.ndarray, value: float, q: float) -> int:
-    target = max(1, math.ceil(q * len(data)))
-    low = int(np.searchsorted(data, value, side="left")) + 1
-    high = int(np.searchsorted(data, value, side="right"))
-    assert high >= low, f"{value} is not a value of the data"
-    return 0 if low <= target <= high else min(abs(target - low), abs(target - high))
 
 
 @pytest.mark.parametrize("sequences", [30_000, 130_000])
@@ -45,7 +37,7 @@ def test_merged_and_recomputed_summaries_agree(tmp_path: Path, sequences: int) -
             assert ours[stat] == pytest.approx(spark[stat], rel=1e-9, abs=1e-12), (name, stat)
         data = np.sort(np.array([float(r["outputs"][name]) for r in rows]))
         for q, value in ours["quantiles"].items():
-            assert _rank_error(data, value, float(q)) <= bound, (name, q)
-            assert _rank_error(data, spark["quantiles"][q], float(q)) <= bound, (name, q)
+            assert rank_error(data, value, float(q)) <= bound, (name, q)
+            assert rank_error(data, spark["quantiles"][q], float(q)) <= bound, (name, q)
         if sequences <= 100_000:  # exact: the very same values
             assert ours["quantiles"] == spark["quantiles"]

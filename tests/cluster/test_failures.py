@@ -209,7 +209,11 @@ def test_a_restarted_agent_recovers_the_executors_that_re_subscribe_and_loses_th
 def test_the_registry_survives_a_failover(
     make_cluster: Any, drivers: list[MesosSchedulerDriver]
 ) -> None:
-    cluster = make_cluster(agent_reregister_timeout_s=3.0)
+    # Mesos tells only the frameworks subscribed at that moment that an agent is lost:
+    # the re-registration window must outlast the framework's own failover (the old
+    # leader's ZooKeeper session, then pymesos' reconnect backoff of 2, 4, 8 s), or the
+    # event goes to nobody. 20 s covers it on a loaded machine.
+    cluster = make_cluster(agent_reregister_timeout_s=20.0)
     cluster.start(agents=2, masters=2, cpus=1, mem_mb=512)
     aware = _framework(cluster, drivers, capabilities=[{"type": "PARTITION_AWARE"}],
                        failover_timeout=60.0)  # fmt: skip
@@ -236,7 +240,7 @@ def test_the_registry_survives_a_failover(
         stream.close()
     # The dead agent misses --agent_reregister_timeout and becomes unreachable: the
     # framework hears of it, and reconciling its task says so.
-    assert aware.wait("agent_lost", timeout=30)["value"] == lost_agent
+    assert aware.wait("agent_lost", timeout=60)["value"] == lost_agent
     before = len(aware.all("status"))
     # pymesos' reconcileTasks drops agent_id: send the RECONCILE call it would, with it.
     task = {"task_id": {"value": "on-lost-agent"}, "agent_id": {"value": lost_agent}}

@@ -504,6 +504,16 @@
       + "bins; hover a bar for its range.";
   }
 
+  /** The plot area of a chart: a 640-wide SVG of height H, margins for the axes. */
+  function chartFrame(H) {
+    const W = 640;
+    const left = 76;
+    const right = 12;
+    const top = 12;
+    const bottom = 30;
+    return { W, H, left, right, top, plotW: W - left - right, plotH: H - top - bottom };
+  }
+
   /** A figure with the histogram `h` (the API's document) as an SVG bar chart. */
   function drawHistogram(h) {
     const caption = el("figcaption", {}, h.output, " ",
@@ -518,14 +528,7 @@
       figure.append(el("p", { className: "muted" }, "No finite values."));
       return figure;
     }
-    const W = 640;
-    const H = 240;
-    const left = 76;
-    const right = 12;
-    const top = 12;
-    const bottom = 30;
-    const plotW = W - left - right;
-    const plotH = H - top - bottom;
+    const { W, H, left, right, top, plotW, plotH } = chartFrame(240);
     const peak = Math.max(...h.counts, 1);
     const step = plotW / h.counts.length;
     const gap = step > 4 ? 1 : 0;
@@ -601,14 +604,7 @@
 
   /** The mean (a line) and its 95% band (an area) against sequences. */
   function drawConvergence(name, points) {
-    const W = 640;
-    const H = 220;
-    const left = 76;
-    const right = 12;
-    const top = 12;
-    const bottom = 30;
-    const plotW = W - left - right;
-    const plotH = H - top - bottom;
+    const { W, H, left, right, top, plotW, plotH } = chartFrame(220);
     const last = points[points.length - 1];
     const ys = points.flatMap(([, mean, lo, hi]) => [mean, lo, hi]).filter(
       (v) => v !== null && Number.isFinite(v));
