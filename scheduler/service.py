@@ -110,7 +110,7 @@ class SchedulerService:
         if known:
             framework_info["id"] = {"value": known}
         self.master = master
-        self.driver = MesosSchedulerDriver(
+        self.driver = _driver_class(MesosSchedulerDriver)(
             self.framework,
             framework_info,
             master,
@@ -205,3 +205,23 @@ class SchedulerService:
 
 
 __all__ = ["SchedulerService", "SummaryOutcome", "config_from_env", "run_info"]
+
+
+def _driver_class(base: type) -> type:
+    """pymesos' driver, without the GPU_RESOURCES capability it adds to FrameworkInfo for
+    every master from 1.0 on. Ancho asks for no GPUs; with that capability a master
+    would offer it the CPUs of GPU agents, which GPU frameworks need (Mesos'
+    --filter_gpu_resources keeps GPU agents for the frameworks that declare it)."""
+
+    class _NoGpuDriver(base):  # type: ignore[misc, valid-type]
+        @property
+        def framework(self) -> dict[str, Any]:
+            info: dict[str, Any] = dict(super().framework)
+            kept = [c for c in info.get("capabilities", []) if c.get("type") != "GPU_RESOURCES"]
+            if kept:
+                info["capabilities"] = kept
+            else:
+                info.pop("capabilities", None)
+            return info
+
+    return _NoGpuDriver

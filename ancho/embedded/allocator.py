@@ -183,10 +183,16 @@ class Allocator:
         available = agent.total - agent.used_resources() - self.offered(agent.agent_id)
         if available.scalar("cpus") < _MIN_CPUS and available.scalar("mem") < _MIN_MEM_MB:
             return
+        # Mesos' --filter_gpu_resources (true by default): an agent with GPUs is offered
+        # only to frameworks that declare GPU_RESOURCES, so the others cannot take the
+        # CPUs that GPU jobs need.
+        has_gpus = agent.total.scalar("gpus") > 0
         candidates: list[tuple[float, str, Framework]] = []
         for framework in self._frameworks.values():
             framework.filters = [f for f in framework.filters if f.expires > now]
             if framework.stream is None or framework.suppressed:
+                continue
+            if has_gpus and not framework.gpu_aware:
                 continue
             if any(
                 f.agent_id == agent.agent_id and f.resources.contains(available)

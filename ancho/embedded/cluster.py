@@ -57,6 +57,7 @@ class EmbeddedCluster:
         cpus: float | None = None,
         mem_mb: int | None = None,
         disk_mb: int | None = None,
+        gpus: int = 0,
         ports: str = "31000-32000",
         host: str = "127.0.0.1",
         port: int = 0,
@@ -74,6 +75,7 @@ class EmbeddedCluster:
         self._cpus = float(cpus if cpus is not None else (os.cpu_count() or 1))
         self._mem_mb = mem_mb
         self._disk_mb = disk_mb
+        self._gpus = gpus
         self._ports = parse_ranges(ports)
         self._host = host
         self._port = port
@@ -230,10 +232,10 @@ class EmbeddedCluster:
         else:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             disk = shutil.disk_usage(self.work_dir).free // (1024 * 1024)
-        return Resources(
-            {"cpus": round(self._cpus, 3), "mem": float(mem), "disk": float(disk)},
-            {"ports": list(self._ports)} if self._ports else {},
-        )
+        scalars = {"cpus": round(self._cpus, 3), "mem": float(mem), "disk": float(disk)}
+        if self._gpus:
+            scalars["gpus"] = float(self._gpus)
+        return Resources(scalars, {"ports": list(self._ports)} if self._ports else {})
 
     def _version(self, request: Request) -> Response | StreamResponse:
         body = {"version": MESOS_VERSION, "build_date": "", "build_user": "ancho"}

@@ -71,6 +71,11 @@ class Framework:
         """Whether FrameworkInfo declares the PARTITION_AWARE capability."""
         return any(c.get("type") == "PARTITION_AWARE" for c in self.info.get("capabilities", []))
 
+    @property
+    def gpu_aware(self) -> bool:
+        """Whether FrameworkInfo declares the GPU_RESOURCES capability."""
+        return any(c.get("type") == "GPU_RESOURCES" for c in self.info.get("capabilities", []))
+
     def send(self, message: JSON) -> None:
         """Queue an event for the scheduler; dropped while it is disconnected."""
         if self.stream is not None:
