@@ -192,7 +192,7 @@ class Allocator:
             framework.filters = [f for f in framework.filters if f.expires > now]
             if framework.stream is None or framework.suppressed:
                 continue
-            if has_gpus and not framework.gpu_aware:
+            if has_gpus and not framework.declares("GPU_RESOURCES"):
                 continue
             if any(
                 f.agent_id == agent.agent_id and f.resources.contains(available)

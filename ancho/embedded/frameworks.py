@@ -66,15 +66,14 @@ class Framework:
     #: Tasks whose terminal update was acknowledged (the newest ones).
     completed_tasks: deque[Task] = field(default_factory=lambda: deque(maxlen=MAX_COMPLETED_TASKS))
 
+    def declares(self, capability: str) -> bool:
+        """Whether FrameworkInfo declares ``capability`` (``"PARTITION_AWARE"``, …)."""
+        return any(c.get("type") == capability for c in self.info.get("capabilities", []))
+
     @property
     def partition_aware(self) -> bool:
         """Whether FrameworkInfo declares the PARTITION_AWARE capability."""
-        return any(c.get("type") == "PARTITION_AWARE" for c in self.info.get("capabilities", []))
-
-    @property
-    def gpu_aware(self) -> bool:
-        """Whether FrameworkInfo declares the GPU_RESOURCES capability."""
-        return any(c.get("type") == "GPU_RESOURCES" for c in self.info.get("capabilities", []))
+        return self.declares("PARTITION_AWARE")
 
     def send(self, message: JSON) -> None:
         """Queue an event for the scheduler; dropped while it is disconnected."""

@@ -9,20 +9,13 @@ from pathlib import Path
 
 from ancho.embedded.containerizer import ContainerSpec, ProcessContainerizer
 
+from .conftest import pid_alive
+
 
 def _spec(tmp_path: Path, script: str) -> ContainerSpec:
     return ContainerSpec(container_id="c1", directory=tmp_path,
                          command={"value": script, "shell": True}, container=None,
                          environment={"PATH": os.environ["PATH"]})  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in (b"Z", b"X")  # a zombie is dead, only not reaped yet
 
 
 def test_an_executor_that_leaves_a_child_behind_ends_with_it_promptly(tmp_path: Path) -> None:
@@ -37,5 +30,5 @@ def test_an_executor_that_leaves_a_child_behind_ends_with_it_promptly(tmp_path: 
     took = time.monotonic() - started
     child = int((tmp_path / "child.pid").read_text())
     assert status == 3 << 8
-    assert not _alive(child)
+    assert not pid_alive(child)  # a zombie is dead, only not reaped yet
     assert took < 0.3 + 0.5, took
