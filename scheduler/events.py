@@ -59,7 +59,8 @@ class Submit:
     now: float
     next_index: int = 0
     pending: tuple[Range, ...] = ()
-    in_flight: tuple[tuple[str, str, Range], ...] = ()  # (task_id, executor_id, range)
+    #: (task_id, executor_id, agent_id, range) of batches that were in flight.
+    in_flight: tuple[tuple[str, str, str, Range], ...] = ()
     ok: int = 0
     failed: int = 0
     partials: Partials = field(default=(), hash=False)  # stored before a restart
@@ -153,6 +154,36 @@ class SummaryDone:
 
 
 @dataclass(slots=True, frozen=True)
+class FrameworkRemoved:
+    """The master removed the framework (its tasks are gone): the edge registers a new
+    one, and every run's batches in flight must run again."""
+
+    framework_id: str
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class CommandFailed:
+    """A command could not be carried out (the master or the store refused or is away)."""
+
+    command: Command
+    error: str
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
+class StoreChecked:
+    """What the store holds of a run whose batches have all ended: ``stored`` results,
+    and the index ranges that are missing (``error``: the store could not be read)."""
+
+    run_id: str
+    stored: int
+    missing: tuple[Range, ...]
+    now: float
+    error: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class CredentialAsked:
     """An executor asked for its run's store credential (a framework message)."""
 
@@ -173,6 +204,9 @@ Event = (
     | Tick
     | SummaryDone
     | CredentialAsked
+    | FrameworkRemoved
+    | CommandFailed
+    | StoreChecked
 )
 
 # --- commands --------------------------------------------------------------------
@@ -235,9 +269,10 @@ class StopExecutor:
 
 @dataclass(slots=True, frozen=True)
 class Reconcile:
-    """Explicit reconciliation of these tasks (empty: implicit, all tasks)."""
+    """Explicit reconciliation of these (task id, agent id) pairs (an agent id may be
+    empty when unknown); none: implicit reconciliation of all tasks."""
 
-    task_ids: tuple[str, ...]
+    tasks: tuple[tuple[str, str], ...]
 
 
 @dataclass(slots=True, frozen=True)
@@ -256,6 +291,7 @@ class SaveBatch:
     key: str
     range: Range
     executor_id: str = ""
+    agent_id: str = ""
 
 
 @dataclass(slots=True, frozen=True)
@@ -284,6 +320,15 @@ class StartSummary:
     partials: RunPartials = field(hash=False)
     stopped: int | None = None
     has_targets: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class CheckStored:
+    """Count what the store holds of the run before it is summarized (answer:
+    StoreChecked)."""
+
+    run_id: str
+    sequences: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -343,6 +388,7 @@ Command = (
     | ForgetBatch
     | WriteFailed
     | StartSummary
+    | CheckStored
     | PutLive
     | Log
     | SendCredential

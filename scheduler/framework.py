@@ -27,12 +27,15 @@ from ancho.store import BatchRecord, Store
 from .credentials import ASK_SCHEDULER, RunCredentials
 from .events import (
     AgentLost,
+    CheckStored,
     Command,
+    CommandFailed,
     CredentialAsked,
     Decline,
     Event,
     ExecutorLost,
     ForgetBatch,
+    FrameworkRemoved,
     KillTask,
     Launch,
     Log,
@@ -49,6 +52,7 @@ from .events import (
     SendCredential,
     StartSummary,
     StopExecutor,
+    StoreChecked,
     Subscribed,
     SummaryDone,
     Suppress,
@@ -57,6 +61,7 @@ from .events import (
     UpdateRun,
     WriteFailed,
 )
+from .outbox import STORE_WRITES
 from .state import PREFETCH, TASK_CPUS, TASK_MEM_MB, SchedulerState
 from .summaries import SummaryOutcome, summarize_from_partials
 
@@ -164,9 +169,13 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         self.driver: Any = None
         self.framework_id: str | None = None
         self.connected = threading.Event()
+        #: Called with the FrameworkID of each registration (the service stores it).
+        self.on_framework_id: Callable[[str], None] = lambda framework_id: None
         self.stopping = False
         self._lock = threading.RLock()
-        self.counters = {"offers_declined": 0, "offers_accepted": 0}
+        self.counters = {"offers_declined": 0, "offers_accepted": 0, "subscriptions": 0}
+        #: The FrameworkID the master removed, if it did (the service tells resumed runs).
+        self.removed_framework: str | None = None
 
     def stats(self) -> dict[str, float]:
         """Figures for metrics: executors held, offers declined and accepted."""
@@ -175,17 +184,43 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             return {"executors_running": executors, **self.counters}
 
     # --- the one way in -------------------------------------------------------------
-    def handle(self, event: Event) -> None:
-        """Feed an event to the state machine and carry out its commands, in order."""
+    def handle(self, event: Event) -> bool:
+        """Feed an event to the state machine and carry out its commands, in order.
+
+        A command that fails goes back to the state machine as a CommandFailed event
+        (which retries it or undoes what it meant). Once a store write has failed, the
+        writes after it are not tried: they fail with it, so that retrying keeps their
+        order. True when every command was carried out.
+        """
         with self._lock:
-            commands = self.state.handle(event)
-            for command in commands:
-                try:
-                    self._execute(command)
-                except AnchoError as exc:  # the store refused or is away: say it once
-                    log.warning("%s not carried out: %s", type(command).__name__, exc)
-                except Exception:
-                    log.exception("command %s failed", type(command).__name__)
+            pending: list[Event] = [event]
+            clean = True
+            while pending:
+                failures = self._carry_out(self.state.handle(pending.pop(0)))
+                clean = clean and not failures
+                pending.extend(failures)
+            return clean
+
+    def _carry_out(self, commands: list[Command]) -> list[Event]:
+        failures: list[Event] = []
+        store_error: str | None = None
+        for command in commands:
+            if store_error is not None and isinstance(command, STORE_WRITES):
+                failures.append(CommandFailed(command, store_error, self.clock()))
+                continue
+            try:
+                self._execute(command)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                level = logging.WARNING if isinstance(exc, AnchoError | RuntimeError) else None
+                if level is None:
+                    log.exception("%s failed", type(command).__name__)
+                else:
+                    log.warning("%s not carried out: %s", type(command).__name__, error)
+                if isinstance(command, STORE_WRITES):
+                    store_error = error
+                failures.append(CommandFailed(command, error, self.clock()))
+        return failures
 
     # --- pymesos callbacks ------------------------------------------------------------
     def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:
@@ -193,6 +228,8 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         self.driver = driver
         self.framework_id = framework_id["value"]
         log.info("registered as framework %s", self.framework_id)
+        self.counters["subscriptions"] += 1
+        self.on_framework_id(self.framework_id)
         self.connected.set()
         self.handle(Subscribed(self.clock()))
 
@@ -201,6 +238,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         self.driver = driver
         self.framework_id = driver.framework_id
         log.info("re-registered with master as framework %s", self.framework_id)
+        self.counters["subscriptions"] += 1
         self.connected.set()
         self.handle(Subscribed(self.clock(), reregistered=True))
 
@@ -229,7 +267,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 data = None
         data = data if isinstance(data, dict) else None
         partials = _partials(data.pop("partials", None)) if data else ()
-        self.handle(
+        durable = self.handle(
             TaskStatus(
                 task_id=status["task_id"]["value"],
                 state=status["state"],
@@ -242,6 +280,18 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 partials=partials,
             )
         )
+        # Acknowledged once its effect is stored; otherwise the agent sends it again.
+        if durable and status.get("uuid"):
+            try:
+                driver.acknowledgeStatusUpdate(status)
+            except Exception as exc:  # disconnected: the agent sends the update again
+                log.warning("status update of task %s not acknowledged: %s",
+                            status["task_id"]["value"], exc)  # fmt: skip
+
+    def offerRescinded(self, driver: Any, offer_id: Any) -> None:
+        """An offer was taken back. Ancho answers offers at once, so it holds none; a
+        launch on it comes back TASK_DROPPED (REASON_INVALID_OFFERS) and runs again."""
+        log.debug("offer %s rescinded", offer_id.get("value"))
 
     def executorLost(self, driver: Any, executor_id: Any, agent_id: Any, status: Any) -> None:
         """An executor terminated."""
@@ -266,8 +316,18 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             log.warning("unexpected %s message from executor %s", message.op, executor)
 
     def error(self, driver: Any, message: str) -> None:
-        """The master refused us (e.g. framework removed)."""
+        """The master refused us. When it has removed the framework (failover timeout,
+        teardown by an operator), register a new framework and resubmit the runs."""
         log.error("master error: %s", message)
+        if "removed" not in message.lower():
+            return
+        old = self.framework_id or driver.framework_id or "?"
+        log.warning("framework %s was removed by the master: registering a new framework,"
+                    " then resubmitting the active runs", old)  # fmt: skip
+        self.framework_id = None
+        self.removed_framework = old
+        driver.forget_framework_id()
+        self.handle(FrameworkRemoved(old, self.clock()))
 
     # --- commands --------------------------------------------------------------------
     def _execute(self, cmd: Command) -> None:
@@ -294,14 +354,13 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                         encode_data(messages.Stop().encode()),
                     )
             case Reconcile():
-                self.driver.reconcileTasks([{"task_id": {"value": t}} for t in cmd.task_ids])
+                self.driver.reconcile(list(cmd.tasks))
             case UpdateRun():
                 self.store.update_run(cmd.run_id, **cmd.fields)
             case SaveBatch():
                 r = cmd.range
-                self.store.put_batch(
-                    BatchRecord(cmd.run_id, cmd.key, r.start, r.stop, r.attempt, cmd.executor_id)
-                )
+                self.store.put_batch(BatchRecord(cmd.run_id, cmd.key, r.start, r.stop, r.attempt,
+                                                 cmd.executor_id, cmd.agent_id))  # fmt: skip
             case ForgetBatch():
                 self.store.delete_batch(cmd.run_id, cmd.key)
             case WriteFailed():
@@ -309,6 +368,10 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             case StartSummary():
                 threading.Thread(
                     target=self._summary, args=(cmd,), name="ancho-summary", daemon=True
+                ).start()
+            case CheckStored():
+                threading.Thread(
+                    target=self._check_stored, args=(cmd,), name="ancho-check", daemon=True
                 ).start()
             case PutLive():
                 self.store.put_live(cmd.run_id, cmd.live)
@@ -412,6 +475,20 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             ]
             self.store.write_results(run_id, rows)
 
+    def _check_stored(self, cmd: CheckStored) -> None:
+        """Count the run's stored results; when some are missing, find which."""
+        try:
+            counts = self.store.count_results(cmd.run_id)
+            stored = counts.ok + counts.failed
+            missing: tuple[Range, ...] = ()
+            if stored != cmd.sequences:
+                indices = (r.sequence for r in self.store.iter_results(cmd.run_id))
+                missing = missing_ranges(indices, cmd.sequences)
+            checked = StoreChecked(cmd.run_id, stored, missing, self.clock())
+        except Exception as exc:
+            checked = StoreChecked(cmd.run_id, 0, (), self.clock(), f"{type(exc).__name__}: {exc}")
+        self.handle(checked)
+
     def _summary(self, cmd: StartSummary) -> None:
         run_id = cmd.run_id
         try:
@@ -441,6 +518,19 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             log.warning("custom summary of run %s failed: %s", run_id, exc)
             why = f"custom summary: {exc}"
             return {"error": why}, why
+
+
+def missing_ranges(indices: Any, sequences: int) -> tuple[Range, ...]:
+    """The ranges of ``0..sequences-1`` absent from ``indices`` (ascending)."""
+    out: list[Range] = []
+    expected = 0
+    for index in indices:
+        if index > expected:
+            out.append(Range(expected, min(index, sequences)))
+        expected = max(expected, index + 1)
+    if expected < sequences:
+        out.append(Range(expected, sequences))
+    return tuple(r for r in out if len(r) > 0)
 
 
 def _partials(data: Any) -> tuple[tuple[int, BlockPartial], ...]:

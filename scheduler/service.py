@@ -19,6 +19,7 @@ from ancho.errors import AnchoError
 from ancho.partials import BlockPartial, block_size
 from ancho.store import RunRecord, Store
 
+from .driver import driver_class
 from .events import KillRun, Range, RunInfo, Submit, Tick
 from .framework import AnchoFramework, CustomSummaryJob, ExecutorLaunch
 from .state import SchedulerConfig, SchedulerState
@@ -110,7 +111,7 @@ class SchedulerService:
         if known:
             framework_info["id"] = {"value": known}
         self.master = master
-        self.driver = _driver_class(MesosSchedulerDriver)(
+        self.driver = driver_class(MesosSchedulerDriver)(
             self.framework,
             framework_info,
             master,
@@ -119,6 +120,7 @@ class SchedulerService:
             secret=secret,
         )
         self.framework.driver = self.driver
+        self.framework.on_framework_id = self._remember_framework_id
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="ancho-tick", daemon=True)
 
@@ -128,17 +130,23 @@ class SchedulerService:
         self._ticker.start()
         if not self.framework.connected.wait(timeout_s):
             raise TimeoutError(f"no answer from the Mesos master at {self.master}")
-        if self.framework.framework_id:
-            self.store.set_meta(f"framework_id:{self.master}", self.framework.framework_id)
+
+    def _remember_framework_id(self, framework_id: str) -> None:
+        """Store the FrameworkID of a (new) registration, for the next start."""
+        try:
+            self.store.set_meta(f"framework_id:{self.master}", framework_id)
+        except AnchoError as exc:
+            log.error("FrameworkID %s not stored (a restart registers anew): %s",
+                      framework_id, exc)  # fmt: skip
 
     def submit(self, run: RunRecord) -> None:
         """Schedule a stored run (resuming it if it was in flight before a restart)."""
         pending: list[Range] = []
-        in_flight: list[tuple[str, str, Range]] = []
+        in_flight: list[tuple[str, str, str, Range]] = []
         for b in self.store.list_batches(run.id):
             rng = Range(b.start, b.stop, b.attempt)
             if b.executor_id:
-                in_flight.append((b.task_id, b.executor_id, rng))
+                in_flight.append((b.task_id, b.executor_id, b.agent_id, rng))
             else:
                 pending.append(rng)
         resumed = in_flight or pending or run.next_index
@@ -165,6 +173,7 @@ class SchedulerService:
         resumed = []
         for run in self.store.list_runs():
             if run.state in ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING"):
+                self._say_if_framework_removed(run.id)
                 self.submit(run)
                 resumed.append(run.id)
         try:
@@ -172,6 +181,17 @@ class SchedulerService:
         except AnchoError as exc:
             log.warning("store roles of ended runs not swept: %s", exc)
         return resumed
+
+    def _say_if_framework_removed(self, run_id: str) -> None:
+        old, new = self.framework.removed_framework, self.framework.framework_id
+        if old is None:
+            return
+        line = (f"framework {old} was removed by the Mesos master (past its failover timeout):"
+                f" Ancho registered a new framework, {new}, and resubmitted this run")  # fmt: skip
+        try:
+            self.store.append_events(run_id, [("scheduler", "warning", line)])
+        except AnchoError as exc:
+            log.warning("run %s: %s (not stored: %s)", run_id, line, exc)
 
     def kill(self, run_id: str) -> None:
         """Kill a run."""
@@ -189,10 +209,23 @@ class SchedulerService:
                 except Exception:
                     log.exception("checking run %s for a kill request", run_id)
             self.framework.handle(Tick(now))
+            self._watch_heartbeats()
             try:
                 self.framework.credentials.retry_drops()
             except Exception:
                 log.exception("dropping store roles of ended runs")
+
+    def _watch_heartbeats(self) -> None:
+        """Subscribe again when the master has been silent for 2 heartbeat intervals: a
+        half-open connection shows no error, only silence."""
+        driver = self.driver
+        if not self.framework.connected.is_set() or self.framework.stopping:
+            return
+        silent, interval = driver.silent_for(), driver.heartbeat_s
+        if silent > 2 * interval:
+            log.warning("no event from the master for %.0f s (heartbeat every %g s):"
+                        " subscribing again", silent, interval)  # fmt: skip
+            driver.resubscribe()
 
     def stop(self, failover: bool = True) -> None:
         """Stop the driver; with failover the master keeps our tasks for a restart."""
@@ -205,23 +238,3 @@ class SchedulerService:
 
 
 __all__ = ["SchedulerService", "SummaryOutcome", "config_from_env", "run_info"]
-
-
-def _driver_class(base: type) -> type:
-    """pymesos' driver, without the GPU_RESOURCES capability it adds to FrameworkInfo for
-    every master from 1.0 on. Ancho asks for no GPUs; with that capability a master
-    would offer it the CPUs of GPU agents, which GPU frameworks need (Mesos'
-    --filter_gpu_resources keeps GPU agents for the frameworks that declare it)."""
-
-    class _NoGpuDriver(base):  # type: ignore[misc, valid-type]
-        @property
-        def framework(self) -> dict[str, Any]:
-            info: dict[str, Any] = dict(super().framework)
-            kept = [c for c in info.get("capabilities", []) if c.get("type") != "GPU_RESOURCES"]
-            if kept:
-                info["capabilities"] = kept
-            else:
-                info.pop("capabilities", None)
-            return info
-
-    return _NoGpuDriver

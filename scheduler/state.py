@@ -26,12 +26,15 @@ from ancho.partials import Z95, BlockPartial, RunPartials, live_statistics
 
 from .events import (
     AgentLost,
+    CheckStored,
     Command,
+    CommandFailed,
     CredentialAsked,
     Decline,
     Event,
     ExecutorLost,
     ForgetBatch,
+    FrameworkRemoved,
     KillRun,
     KillTask,
     Launch,
@@ -40,7 +43,6 @@ from .events import (
     Offers,
     PutLive,
     Range,
-    Reconcile,
     RefuseCredential,
     Revive,
     RevokeCredential,
@@ -49,6 +51,7 @@ from .events import (
     SendCredential,
     StartSummary,
     StopExecutor,
+    StoreChecked,
     Submit,
     Subscribed,
     SummaryDone,
@@ -59,6 +62,8 @@ from .events import (
     UpdateRun,
     WriteFailed,
 )
+from .outbox import Outbox
+from .reconciliation import Reconciliation
 
 TASK_CPUS = 0.01
 TASK_MEM_MB = 1.0
@@ -80,6 +85,23 @@ TERMINAL_TASK_STATES = frozenset(
     }
 )
 ACTIVE_RUN_STATES = frozenset({"QUEUED", "STAGING", "RUNNING"})
+#: Task ends that say nothing about the model or its executor (the offer was invalid,
+#: the agent was removed or stayed away, the master forgot the task): the rest of the
+#: batch runs again at the same attempt, and no executor is blamed for not starting.
+INFRASTRUCTURE_STATES = frozenset(
+    {"TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR", "TASK_UNKNOWN", "TASK_UNREACHABLE"}
+)
+INFRASTRUCTURE_REASONS = frozenset(
+    {
+        "REASON_INVALID_OFFERS",
+        "REASON_SLAVE_REMOVED",
+        "REASON_SLAVE_REMOVED_BY_OPERATOR",
+        "REASON_SLAVE_UNKNOWN",
+        "REASON_RECONCILIATION",
+        "REASON_MASTER_DISCONNECTED",
+        "REASON_FRAMEWORK_REMOVED",
+    }
+)
 
 # Allowed run state transitions; anything else is a bug and raises with the history.
 _TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
@@ -113,6 +135,17 @@ class SchedulerConfig:
     busy_refuse_s: float = 1.0
     idle_refuse_s: float = 30.0
     progress_every_s: float = 1.0
+    #: A task TASK_UNREACHABLE for longer runs again elsewhere (the original is killed
+    #: if its agent comes back).
+    unreachable_grace_s: float = 30.0
+    reconcile_backoff_s: float = 1.0
+    reconcile_backoff_max_s: float = 60.0
+    implicit_reconcile_s: float = 300.0
+    #: Failed store writes are retried with backoff; a run whose writes have failed
+    #: for this long ends FAILED.
+    store_give_up_s: float = 300.0
+    #: Times the completion check may send missing sequences back before the run fails.
+    store_checks: int = 3
 
 
 @dataclass(slots=True)
@@ -125,6 +158,8 @@ class Batch:
     next: int
     ok: int = 0
     failed: int = 0
+    #: Since when the task has been TASK_UNREACHABLE (None: it is not).
+    unreachable_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -169,6 +204,12 @@ class RunTrack:
     #: Per output, the prefix's [sequences, mean, ci95 lo, ci95 hi] at each live update:
     #: the web page's convergence chart (at most SERIES_POINTS, thinned evenly).
     series: dict[str, list[list[float | None]]] = field(default_factory=dict)
+    #: The completion check: "" (not asked), "asking", "passed"; and how often it failed.
+    store_check: str = ""
+    store_check_failures: int = 0
+    store_check_due: float = 0.0
+    #: Resumed after a scheduler restart (its start time is already stored).
+    resumed: bool = False
 
     def has_work(self) -> bool:
         """Whether sequences wait to be launched."""
@@ -196,11 +237,20 @@ class SchedulerState:
         self.history: deque[tuple[float, str, str, str, str]] = deque(maxlen=10_000)
         #: (cpus, mem_mb) of each agent's latest offer: what "largest offer" means.
         self.offered: dict[str, tuple[float, float]] = {}
+        cfg = self.config
+        self.reconciliation = Reconciliation(
+            cfg.reconcile_backoff_s, cfg.reconcile_backoff_max_s, cfg.implicit_reconcile_s
+        )
+        self.outbox = Outbox(give_up_s=cfg.store_give_up_s)
 
     # --- entry point ----------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; return what to do."""
         out: list[Command] = []
+        self._handle(event, out)
+        return [self.outbox.outgoing(c) for c in out]
+
+    def _handle(self, event: Event, out: list[Command]) -> None:
         match event:
             case Submit():
                 self._submit(event, out)
@@ -211,11 +261,7 @@ class SchedulerState:
             case ExecutorLost():
                 self._executor_lost(event.executor_id, event.status, event.now, out)
             case AgentLost():
-                self.offered.pop(event.agent_id, None)
-                for run in list(self.runs.values()):
-                    for ex in list(run.executors.values()):
-                        if ex.agent_id == event.agent_id:
-                            self._executor_lost(ex.executor_id, None, event.now, out)
+                self._agent_lost(event.agent_id, event.now, out)
             case KillRun():
                 if event.run_id in self.runs:
                     run = self.runs[event.run_id]
@@ -228,10 +274,18 @@ class SchedulerState:
                 self._summary_done(event, out)
             case CredentialAsked():
                 self._credential_asked(event, out)
-        return out
+            case FrameworkRemoved():
+                self._framework_removed(event, out)
+            case CommandFailed():
+                self._command_failed(event, out)
+            case StoreChecked():
+                self._store_checked(event, out)
 
     # --- runs -------------------------------------------------------------------
-    def _transition(self, run: RunTrack, to: str, now: float, why: str) -> None:
+    def _transition(self, run: RunTrack, to: str, now: float, why: str, out: list[Command],
+                    **fields: object) -> None:  # fmt: skip
+        """Move the run to ``to`` and persist it, with ``fields``: the one place the
+        stored state of a run comes from."""
         if (run.state, to) not in _TRANSITIONS:
             recent = [h for h in self.history if h[1] == run.info.run_id][-10:]
             raise InvalidTransition(
@@ -239,6 +293,7 @@ class SchedulerState:
             )
         self.history.append((now, run.info.run_id, run.state, to, why))
         run.state = to
+        out.append(UpdateRun(run.info.run_id, {"state": to, **fields}))
 
     def _submit(self, ev: Submit, out: list[Command]) -> None:
         run = RunTrack(
@@ -250,19 +305,21 @@ class SchedulerState:
             ok_done=ev.ok,
             failed_done=ev.failed,
             partials=RunPartials(ev.run.sequences, ev.run.block_size),
+            resumed=bool(ev.in_flight or ev.pending or ev.next_index),
         )
         self.runs[ev.run.run_id] = run
-        for task_id, executor_id, rng in ev.in_flight:
+        for task_id, executor_id, agent_id, rng in ev.in_flight:
             run.batches[task_id] = Batch(task_id, executor_id, rng, rng.start)
-            ex = run.executors.setdefault(executor_id, ExecutorState(executor_id, ""))
+            ex = run.executors.setdefault(executor_id, ExecutorState(executor_id, agent_id))
+            ex.agent_id = ex.agent_id or agent_id
             ex.tasks.add(task_id)
             self.task_run[task_id] = run.info.run_id
             self.executor_run[executor_id] = run.info.run_id
             run.task_seq = max(run.task_seq, _suffix(task_id) + 1)
             run.exec_seq = max(run.exec_seq, _suffix(executor_id) + 1)
         if ev.in_flight:
-            self._transition(run, "STAGING", ev.now, "resumed with batches in flight")
-            out.append(Reconcile(tuple(t for t, _, _ in ev.in_flight)))
+            self._transition(run, "STAGING", ev.now, "resumed with batches in flight", out)
+            self._reconcile({t: a for t, _, a, _ in ev.in_flight}, ev.now, out)
         out.append(Log(run.info.run_id, "info", f"run queued: {ev.run.sequences} sequences"))
         self._take_partials(run, ev.partials, ev.now, out)
         self._check_complete(run, ev.now, out)
@@ -272,33 +329,22 @@ class SchedulerState:
 
     def _end(self, run: RunTrack, to: str, reason: str, now: float, out: list[Command]) -> None:
         """Kill, or fail without a summary: stop everything of the run."""
-        self._transition(run, to, now, reason)
+        ok, failed, _ = run.counts()
+        level = "warning" if to == "KILLED" else "error"
+        out.append(Log(run.info.run_id, level, f"run {to.lower()}: {reason}"))
+        self._transition(run, to, now, reason, out, reason=reason, ok=ok, failed=failed,
+                         running=0, finished_at=now)  # fmt: skip
         for batch in run.batches.values():
             ex = run.executors.get(batch.executor_id)
             out.append(KillTask(batch.task_id, ex.agent_id if ex else ""))
             out.append(ForgetBatch(run.info.run_id, batch.task_id))
             self.task_run.pop(batch.task_id, None)
+            self.reconciliation.forget(batch.task_id)
         for rng in run.pending:
             out.append(ForgetBatch(run.info.run_id, _retry_key(rng)))
-        ok, failed, _ = run.counts()
         run.batches.clear()
         run.pending.clear()
         self._stop_executors(run, out)
-        level = "warning" if to == "KILLED" else "error"
-        out.append(Log(run.info.run_id, level, f"run {to.lower()}: {reason}"))
-        out.append(
-            UpdateRun(
-                run.info.run_id,
-                {
-                    "state": to,
-                    "reason": reason,
-                    "ok": ok,
-                    "failed": failed,
-                    "running": 0,
-                    "finished_at": now,
-                },
-            )
-        )
         out.append(RevokeCredential(run.info.run_id))
         del self.runs[run.info.run_id]
         self._maybe_suppress(out)
@@ -312,15 +358,20 @@ class SchedulerState:
     def _check_complete(self, run: RunTrack, now: float, out: list[Command]) -> None:
         if run.state not in ACTIVE_RUN_STATES or run.has_work() or run.batches:
             return
+        if run.stopped is None and run.store_check != "passed":
+            # Counts come from status updates: the store must hold every result itself.
+            if run.store_check != "asking" and now >= run.store_check_due:
+                run.store_check = "asking"
+                out.append(CheckStored(run.info.run_id, run.info.sequences))
+            return
         ok, failed, _ = run.counts()
         why = "all sequences stored" if run.stopped is None else "targets met"
-        self._transition(run, "SUMMARIZING", now, why)
         self._stop_executors(run, out)
-        fields: dict[str, object] = {"state": "SUMMARIZING", "running": 0}
+        fields: dict[str, object] = {"running": 0}
         if run.stopped is None:
             fields.update(ok=ok, failed=failed)
             out.append(Log(run.info.run_id, "info", f"all sequences in ({ok} ok, {failed} failed)"))
-        out.append(UpdateRun(run.info.run_id, fields))
+        self._transition(run, "SUMMARIZING", now, why, out, **fields)
         out.append(StartSummary(run.info.run_id, run.partials, run.stopped,
                                 bool(run.info.targets)))  # fmt: skip
         self._maybe_suppress(out)
@@ -335,17 +386,11 @@ class SchedulerState:
             to, reason = "FAILED", f"{ev.failed} of {run.info.sequences} sequences failed"
         else:
             to, reason = "FINISHED", ""
-        self._transition(run, to, ev.now, reason or "summary stored")
-        fields: dict[str, object] = {
-            "state": to,
-            "ok": ev.ok,
-            "failed": ev.failed,
-            "running": 0,
-            "finished_at": ev.now,
-        }
+        fields: dict[str, object] = {"ok": ev.ok, "failed": ev.failed, "running": 0,
+                                     "finished_at": ev.now}  # fmt: skip
         if reason:
             fields["reason"] = reason
-        out.append(UpdateRun(run.info.run_id, fields))
+        self._transition(run, to, ev.now, reason or "summary stored", out, **fields)
         out.append(
             Log(run.info.run_id, "info", f"run {to.lower()}" + (f": {reason}" if reason else ""))
         )
@@ -470,10 +515,9 @@ class SchedulerState:
         run.batches[task_id] = Batch(task_id, ex.executor_id, rng, rng.start)
         ex.tasks.add(task_id)
         self.task_run[task_id] = info.run_id
-        out.append(SaveBatch(info.run_id, task_id, rng, ex.executor_id))
+        out.append(SaveBatch(info.run_id, task_id, rng, ex.executor_id, ex.agent_id))
         if run.state == "QUEUED":
-            self._transition(run, "STAGING", now, "first batch launched")
-            out.append(UpdateRun(info.run_id, {"state": "STAGING"}))
+            self._transition(run, "STAGING", now, "first batch launched", out)
         return TaskLaunch(task_id, info.run_id, ex.executor_id, rng, new, info)
 
     def _batch_size(self, run: RunTrack) -> int:
@@ -510,16 +554,25 @@ class SchedulerState:
 
     # --- status updates --------------------------------------------------------------
     def _status(self, ev: TaskStatus, out: list[Command]) -> None:
+        self.reconciliation.answered(ev.task_id, ev.state)
         run_id = self.task_run.get(ev.task_id)
         run = self.runs.get(run_id) if run_id else None
         if run is None or ev.task_id not in run.batches:
-            if ev.state not in TERMINAL_TASK_STATES:
+            if ev.state not in TERMINAL_TASK_STATES and ev.state != "TASK_UNREACHABLE":
                 out.append(KillTask(ev.task_id, ev.agent_id))  # a task we no longer want
             return
         batch = run.batches[ev.task_id]
         ex = run.executors.get(batch.executor_id)
         if ex is not None and ev.agent_id and not ex.agent_id:
             ex.agent_id = ev.agent_id
+        if ev.state == "TASK_UNREACHABLE":
+            # Its agent is partitioned away: wait for it (reconciling) up to the grace.
+            if batch.unreachable_since is None:
+                batch.unreachable_since = ev.now
+                agent = ev.agent_id or (ex.agent_id if ex else "")
+                self._reconcile({batch.task_id: agent}, ev.now, out)
+            return
+        batch.unreachable_since = None
         data = ev.data or {}
         if isinstance(data.get("next"), int):
             batch.next = max(batch.next, min(data["next"], batch.range.stop))
@@ -533,14 +586,29 @@ class SchedulerState:
             if ex is not None:
                 ex.ever_ran = True
             if run.state == "STAGING":
-                self._transition(run, "RUNNING", ev.now, "a batch is running")
-                out.append(UpdateRun(run.info.run_id, {"state": "RUNNING", "started_at": ev.now}))
+                started = {} if run.resumed else {"started_at": ev.now}
+                self._transition(run, "RUNNING", ev.now, "a batch is running", out, **started)
             return
         if ev.state not in TERMINAL_TASK_STATES:
             return
         self._batch_ended(run, batch, ex, ev, data, out)
         if run.info.run_id in self.runs:
+            if _infrastructure(ev):
+                self._drop_if_never_launched(run, ex)
             self._check_complete(run, ev.now, out)
+
+    def _drop_if_never_launched(self, run: RunTrack, ex: ExecutorState | None) -> None:
+        """An executor whose every task was refused before it started (an invalid or
+        rescinded offer) does not exist: forget it, so it holds no place of the run's."""
+        if ex is None or ex.tasks or ex.ever_ran:
+            return
+        run.executors.pop(ex.executor_id, None)
+        self.executor_run.pop(ex.executor_id, None)
+
+    def _reconcile(self, tasks: dict[str, str], now: float, out: list[Command]) -> None:
+        ask = self.reconciliation.ask(tasks, now)
+        if ask is not None:
+            out.append(ask)
 
     # --- partial summaries and targets -----------------------------------------
     def _take_partials(self, run: RunTrack, partials: tuple[tuple[int, BlockPartial], ...],
@@ -594,6 +662,7 @@ class SchedulerState:
         info = run.info
         del run.batches[batch.task_id]
         self.task_run.pop(batch.task_id, None)
+        self.reconciliation.forget(batch.task_id)
         if ex is not None:
             ex.tasks.discard(batch.task_id)
         out.append(ForgetBatch(info.run_id, batch.task_id))
@@ -614,6 +683,16 @@ class SchedulerState:
             self._end(run, "FAILED", str(data.get("error", "the model could not run")), ev.now, out)
             return
         why = " ".join(p for p in (ev.state, ev.reason, ev.message) if p)
+        if _infrastructure(ev):
+            # Not the model's doing: the rest runs again at the same attempt, first.
+            rest = Range(batch.next, batch.range.stop, batch.range.attempt)
+            if len(rest) > 0:
+                run.pending.appendleft(rest)
+                out.append(SaveBatch(info.run_id, _retry_key(rest), rest))
+                again = f"batch {rest.start}..{rest.stop - 1} runs again: {why}"
+                out.append(Log(info.run_id, "warning", again))
+                self._maybe_suppress(out)
+            return
         if ex is not None and not ex.ever_ran:
             if not ex.start_failure_logged:  # its other batches fail the same way: once
                 ex.start_failure_logged = True
@@ -680,9 +759,14 @@ class SchedulerState:
 
     # --- time and subscription -----------------------------------------------------
     def _subscribed(self, ev: Subscribed, out: list[Command]) -> None:
-        in_flight = tuple(t for r in self.runs.values() for t in r.batches)
-        if in_flight:
-            out.append(Reconcile(in_flight))
+        in_flight = {}
+        for run in self.runs.values():
+            for task_id, batch in run.batches.items():
+                ex = run.executors.get(batch.executor_id)
+                in_flight[task_id] = ex.agent_id if ex else ""
+        # A new master may not know what the old one did: ask about every task again.
+        self.reconciliation.waiting.clear()
+        self._reconcile(in_flight, ev.now, out)
         # A (re-)subscription clears suppression at the master: say again what we want.
         self.suppressed = False
         if any(r.has_work() for r in self.runs.values()):
@@ -691,7 +775,23 @@ class SchedulerState:
             self._maybe_suppress(out)
 
     def _tick(self, now: float, out: list[Command]) -> None:
+        out.extend(self.outbox.due(now))
+        for run_id, error in self.outbox.stuck(now).items():
+            self.outbox.drop_run(run_id)
+            if run_id in self.runs and self.runs[run_id].state in ACTIVE_RUN_STATES:
+                why = f"the store refused its writes for {self.config.store_give_up_s:g} s: {error}"
+                self._end(self.runs[run_id], "FAILED", why, now, out)
+        ask = self.reconciliation.tick(now)
+        if ask is not None:
+            out.append(ask)
+        self._maybe_suppress(out)  # again, in case a REVIVE or SUPPRESS failed
         for run in list(self.runs.values()):
+            self._unreachable_too_long(run, now, out)
+            if run.info.run_id not in self.runs:
+                continue
+            self._check_complete(run, now, out)  # a completion check to try again
+            if run.info.run_id not in self.runs:
+                continue
             timeout = run.info.timeout_s
             if (
                 timeout is not None
@@ -711,6 +811,125 @@ class SchedulerState:
                     UpdateRun(run.info.run_id, {"ok": ok, "failed": failed, "running": running})
                 )
                 self._live(run, out)
+
+    def _unreachable_too_long(self, run: RunTrack, now: float, out: list[Command]) -> None:
+        """Batches whose agent has stayed away past the grace run again elsewhere; if the
+        agent comes back, their tasks are unknown and get killed."""
+        grace = self.config.unreachable_grace_s
+        for batch in list(run.batches.values()):
+            since = batch.unreachable_since
+            if since is None or now - since <= grace:
+                continue
+            ex = run.executors.get(batch.executor_id)
+            why = f"its agent has been unreachable for {now - since:.0f} s"
+            ev = TaskStatus(batch.task_id, "TASK_UNREACHABLE", now, message=why,
+                            executor_id=batch.executor_id)  # fmt: skip
+            self._batch_ended(run, batch, ex, ev, {}, out)
+            if run.info.run_id not in self.runs:
+                return
+            if ex is not None and not ex.tasks:  # its place goes to a new executor
+                run.executors.pop(ex.executor_id, None)
+                self.executor_run.pop(ex.executor_id, None)
+
+    def _agent_lost(self, agent_id: str, now: float, out: list[Command]) -> None:
+        """An agent is removed or unreachable. Its tasks' own updates (TASK_UNREACHABLE,
+        TASK_GONE, TASK_LOST) say what happens to their batches; executors with no
+        batch there are gone, and batches that got no update yet count as unreachable."""
+        self.offered.pop(agent_id, None)
+        ask: dict[str, str] = {}
+        for run in list(self.runs.values()):
+            for ex in list(run.executors.values()):
+                if ex.agent_id != agent_id:
+                    continue
+                if not ex.tasks:
+                    self._executor_lost(ex.executor_id, None, now, out)
+                    continue
+                for task_id in sorted(ex.tasks):
+                    batch = run.batches.get(task_id)
+                    if batch is not None and batch.unreachable_since is None:
+                        batch.unreachable_since = now
+                        ask[task_id] = agent_id
+        self._reconcile(ask, now, out)
+
+    def _framework_removed(self, ev: FrameworkRemoved, out: list[Command]) -> None:
+        """The master removed the framework and killed its tasks: every batch in flight
+        runs again (same attempt) under the new framework the edge registers."""
+        self.reconciliation.waiting.clear()
+        for run in self.runs.values():
+            if run.state not in ACTIVE_RUN_STATES:
+                continue
+            redo = sorted((Range(b.next, b.range.stop, b.range.attempt)
+                           for b in run.batches.values()), key=lambda r: r.start)  # fmt: skip
+            for batch in run.batches.values():
+                out.append(ForgetBatch(run.info.run_id, batch.task_id))
+                self.task_run.pop(batch.task_id, None)
+            for rng in reversed([r for r in redo if len(r) > 0]):
+                run.pending.appendleft(rng)
+                out.append(SaveBatch(run.info.run_id, _retry_key(rng), rng))
+            run.ok_done += sum(b.ok for b in run.batches.values())
+            run.failed_done += sum(b.failed for b in run.batches.values())
+            run.batches.clear()
+            for executor_id in run.executors:
+                self.executor_run.pop(executor_id, None)
+            run.executors.clear()
+            out.append(
+                Log(run.info.run_id, "warning",
+                    f"framework {ev.framework_id} was removed by the Mesos master: Ancho"
+                    f" registered a new framework and resubmitted this run"
+                    f" ({len(redo)} batches in flight run again)")
+            )  # fmt: skip
+        self.suppressed = True  # the new framework starts unsuppressed: Revive on subscribe
+
+    def _command_failed(self, ev: CommandFailed, out: list[Command]) -> None:
+        """A command the edge could not carry out: retry it, or undo what it meant."""
+        cmd = ev.command
+        match cmd:
+            case Revive():
+                self.suppressed = True  # the next tick revives again
+            case Suppress():
+                self.suppressed = False  # the next tick suppresses again
+            case Launch():
+                for task in reversed(cmd.tasks):  # as if the master had refused the offer
+                    status = TaskStatus(task.task_id, "TASK_DROPPED", ev.now,
+                                        reason="REASON_INVALID_OFFERS",
+                                        message=f"not launched: {ev.error}",
+                                        executor_id=task.executor_id)  # fmt: skip
+                    self._status(status, out)
+            case _:
+                self.outbox.failed(cmd, ev.error, ev.now)  # Decline, messages: dropped
+
+    def _store_checked(self, ev: StoreChecked, out: list[Command]) -> None:
+        """The completion check's answer: summarize, run the missing sequences again, or
+        give up after ``store_checks`` tries."""
+        run = self.runs.get(ev.run_id)
+        if run is None or run.state not in ACTIVE_RUN_STATES or run.store_check != "asking":
+            return
+        info = run.info
+        if ev.error is None and ev.stored == info.sequences and not ev.missing:
+            run.store_check = "passed"
+            self._check_complete(run, ev.now, out)
+            return
+        run.store_check = ""
+        run.store_check_failures += 1
+        if ev.error is not None:
+            problem = f"the store could not be counted: {ev.error}"
+        else:
+            missing = sum(len(r) for r in ev.missing)
+            problem = f"the store holds {ev.stored} of {info.sequences} results ({missing} missing)"
+        if run.store_check_failures > self.config.store_checks:
+            self._end(run, "FAILED", problem, ev.now, out)
+            return
+        run.store_check_due = ev.now + min(2.0**run.store_check_failures, 30.0)
+        if ev.error is None:
+            for rng in ev.missing:
+                run.pending.append(rng)
+                out.append(SaveBatch(info.run_id, _retry_key(rng), rng))
+            lost = sum(len(r) for r in ev.missing)
+            run.ok_done = max(0, run.ok_done - lost)
+            out.append(Log(info.run_id, "warning", f"{problem}: running them again"))
+            self._maybe_suppress(out)
+        else:
+            out.append(Log(info.run_id, "warning", f"{problem}: checking again"))
 
 
 def add_series_point(series: dict[str, list[list[float | None]]], partials: RunPartials,
@@ -750,6 +969,11 @@ def _targets_met(targets: tuple[tuple[str, str, float], ...], prefix: BlockParti
         if value > bound:
             return False
     return True
+
+
+def _infrastructure(ev: TaskStatus) -> bool:
+    """Whether a task's end is the cluster's doing, not the model's or its executor's."""
+    return ev.state in INFRASTRUCTURE_STATES or ev.reason in INFRASTRUCTURE_REASONS
 
 
 def _differs(before: tuple[float, float], now: tuple[float, float]) -> bool:

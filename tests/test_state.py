@@ -16,14 +16,18 @@ import pytest
 from ancho.partials import BlockPartial, RunPartials
 from scheduler.events import (
     AgentLost,
+    CheckStored,
     Command,
+    CommandFailed,
     Decline,
     Event,
     ExecutorLost,
     ForgetBatch,
+    FrameworkRemoved,
     KillRun,
     KillTask,
     Launch,
+    Log,
     Offer,
     Offers,
     PutLive,
@@ -34,6 +38,7 @@ from scheduler.events import (
     SaveBatch,
     StartSummary,
     StopExecutor,
+    StoreChecked,
     Submit,
     Subscribed,
     SummaryDone,
@@ -44,6 +49,7 @@ from scheduler.events import (
     UpdateRun,
     WriteFailed,
 )
+from scheduler.framework import missing_ranges
 from scheduler.state import (
     PREFETCH,
     TASK_CPUS,
@@ -101,6 +107,11 @@ def failed(task: TaskLaunch, next_: int | None = None, state: str = "TASK_FAILED
     n = r.start if next_ is None else next_
     data = {"next": n, "ok": n - r.start, "failed": 0, **extra}
     return TaskStatus(task.task_id, state, 1.0, reason="REASON_X", data=data, agent_id="a1")
+
+
+def all_stored(state: SchedulerState, run_id: str = "r1", now: float = 2.0) -> list[Command]:
+    """The completion check's answer when the store holds every result of the run."""
+    return state.handle(StoreChecked(run_id, state.runs[run_id].info.sequences, (), now))
 
 
 def launched_cpus(launch: Launch, info: RunInfo) -> tuple[float, float]:
@@ -342,6 +353,10 @@ def test_run_goes_through_every_state_to_finished() -> None:
     assert state.runs["r1"].state == "RUNNING"
     log += state.handle(finished(tasks[0]))
     log += state.handle(finished(tasks[1]))
+    # Every batch reported done: the store is counted before the summary.
+    assert of(log, CheckStored) == [CheckStored("r1", 10)]
+    assert state.runs["r1"].state == "RUNNING" and of(log, StartSummary) == []
+    log += all_stored(state)
     assert state.runs["r1"].state == "SUMMARIZING"
     log += state.handle(SummaryDone("r1", 10, 0, 5.0))
     assert "r1" not in state.runs
@@ -358,21 +373,23 @@ def test_summarizing_update_carries_counts_and_starts_summary_once() -> None:
     state, tasks = started(run_info(sequences=10), SchedulerConfig(fixed_batch=5))
     state.handle(running(tasks[0]))
     state.handle(finished(tasks[0]))
-    cmds = state.handle(finished(tasks[1]))
+    state.handle(finished(tasks[1]))
+    cmds = all_stored(state)
     (upd,) = [c for c in of(cmds, UpdateRun) if c.fields.get("state") == "SUMMARIZING"]
     assert upd.fields["ok"] == 10 and upd.fields["failed"] == 0 and upd.fields["running"] == 0
     assert [c.run_id for c in of(cmds, StartSummary)] == ["r1"]
     assert len(of(cmds, StopExecutor)) == 1
     # Duplicate terminal updates, ticks and offers start nothing more.
     more = state.handle(finished(tasks[1])) + state.handle(Tick(100.0))
-    more += state.handle(offers(offer("a1")))
-    assert of(more, StartSummary) == []
+    more += state.handle(offers(offer("a1"))) + all_stored(state)
+    assert of(more, StartSummary) == [] and of(more, CheckStored) == []
 
 
 def test_summary_with_failed_sequences_ends_failed() -> None:
     state, tasks = started(run_info(sequences=10), SchedulerConfig(fixed_batch=5))
     for t in tasks:
         state.handle(finished(t))
+    all_stored(state)
     cmds = state.handle(SummaryDone("r1", 8, 2, 3.0))
     (upd,) = of(cmds, UpdateRun)
     assert upd.fields["state"] == "FAILED"
@@ -383,6 +400,7 @@ def test_summary_error_ends_failed_with_its_reason() -> None:
     state, tasks = started(run_info(sequences=10), SchedulerConfig(fixed_batch=5))
     for t in tasks:
         state.handle(finished(t))
+    all_stored(state)
     cmds = state.handle(SummaryDone("r1", 10, 0, 3.0, error="spark died"))
     assert states_of(cmds) == ["FAILED"]
     assert of(cmds, UpdateRun)[0].fields["reason"] == "summary failed: spark died"
@@ -414,7 +432,7 @@ def test_invalid_transitions_raise(frm: str, to: str) -> None:
     run = state.runs["r1"]
     run.state = frm
     with pytest.raises(InvalidTransition, match=f"{frm} -> {to}"):
-        state._transition(run, to, 1.0, "test")
+        state._transition(run, to, 1.0, "test", [])
     assert run.state == frm
 
 
@@ -484,7 +502,8 @@ def test_attempts_exhausted_write_the_rest_as_failed_and_the_run_fails() -> None
     assert wf.run_id == "r1" and (wf.range.start, wf.range.stop) == (5, 10)
     assert "after 2 attempts" in wf.reason
     assert list(state.runs["r1"].pending) == []
-    cmds = state.handle(finished(tasks[1]))
+    state.handle(finished(tasks[1]))
+    cmds = all_stored(state)
     (upd,) = [c for c in of(cmds, UpdateRun) if c.fields.get("state") == "SUMMARIZING"]
     assert upd.fields["failed"] == 5
     assert upd.fields["ok"] == 3 + 2 + 10
@@ -528,17 +547,199 @@ def test_lost_executor_retries_its_batches() -> None:
     }
 
 
-def test_lost_agent_retries_the_batches_of_every_executor_on_it() -> None:
-    state = SchedulerState(SchedulerConfig(fixed_batch=10))
+def test_lost_agent_waits_out_the_grace_then_runs_its_batches_again_elsewhere() -> None:
+    config = SchedulerConfig(fixed_batch=10, unreachable_grace_s=30.0)
+    state = SchedulerState(config)
     state.handle(Submit(run_info(sequences=100), 0.0))
     tasks = tasks_of(state.handle(offers(offer("a1", cpus=1.0), offer("a2", cpus=1.0))))
     for t in tasks:
         state.handle(running(t))
-    state.handle(AgentLost("a1", 2.0))
-    on_a1 = [t for t in tasks if state.runs["r1"].batches.get(t.task_id) is None]
-    assert len(on_a1) == PREFETCH
-    assert sorted(r.start for r in state.runs["r1"].pending) == sorted(t.range.start for t in on_a1)
-    assert len(state.runs["r1"].executors) == 1
+    cmds = state.handle(AgentLost("a1", 2.0))
+    run = state.runs["r1"]
+    on_a1 = [t for t in tasks if t.executor_id in run.executors
+             and run.executors[t.executor_id].agent_id == "a1"]  # fmt: skip
+    assert len(on_a1) == PREFETCH and not run.pending  # it may come back: wait
+    (ask,) = of(cmds, Reconcile)
+    assert set(ask.tasks) == {(t.task_id, "a1") for t in on_a1}
+    assert not run.pending and not of(state.handle(Tick(31.0)), SaveBatch)
+    cmds = state.handle(Tick(32.5))
+    assert sorted(run.pending, key=attrgetter("start")) == [
+        Range(t.range.start, t.range.stop, 1)
+        for t in on_a1  # same attempt: not the model
+    ]
+    assert {e.agent_id for e in run.executors.values()} == {"a2"}
+    assert run.start_failures == 0
+    # The agent comes back with the abandoned tasks running: they are killed.
+    late = state.handle(running(on_a1[0], now=40.0, agent="a1"))
+    assert of(late, KillTask) == [KillTask(on_a1[0].task_id, "a1")]
+
+
+def test_unreachable_then_running_again_runs_nothing_twice() -> None:
+    config = SchedulerConfig(fixed_batch=10, unreachable_grace_s=30.0)
+    state, tasks = started(run_info(sequences=100), config)
+    for t in tasks:
+        state.handle(running(t))
+    cmds = state.handle(TaskStatus(tasks[0].task_id, "TASK_UNREACHABLE", 1.0, agent_id="a1",
+                                   reason="REASON_SLAVE_REMOVED"))  # fmt: skip
+    assert of(cmds, Reconcile) == [Reconcile(((tasks[0].task_id, "a1"),))]
+    assert tasks[0].task_id in state.runs["r1"].batches and not state.runs["r1"].pending
+    state.handle(running(tasks[0], now=20.0))  # the partition healed
+    assert state.reconciliation.waiting == {}
+    for now in (40.0, 80.0):
+        cmds = state.handle(Tick(now))
+        assert not of(cmds, SaveBatch) and not state.runs["r1"].pending
+    assert set(state.runs["r1"].batches) == {t.task_id for t in tasks}
+
+
+@pytest.mark.parametrize(
+    ("task_state", "reason"),
+    [
+        ("TASK_GONE", "REASON_SLAVE_REMOVED"),
+        ("TASK_GONE_BY_OPERATOR", "REASON_SLAVE_REMOVED_BY_OPERATOR"),
+        ("TASK_LOST", "REASON_SLAVE_REMOVED"),
+        ("TASK_UNKNOWN", "REASON_RECONCILIATION"),
+    ],
+)
+def test_batches_the_cluster_lost_run_again_at_the_same_attempt(task_state: str,
+                                                                 reason: str) -> None:  # fmt: skip
+    info = run_info(sequences=100, max_attempts=1)
+    state, tasks = started(info, SchedulerConfig(fixed_batch=10))
+    state.handle(running(tasks[0], next=3, ok=3, failed=0))
+    cmds = state.handle(TaskStatus(tasks[0].task_id, task_state, 1.0, reason, data={"next": 3}))
+    assert list(state.runs["r1"].pending) == [Range(3, 10, 1)]
+    assert of(cmds, WriteFailed) == [] and "r1" in state.runs
+
+
+def test_invalid_offers_leave_no_ghost_executor_and_never_fail_the_run() -> None:
+    info = run_info(sequences=100, max_executors=1, max_attempts=1)
+    state = SchedulerState(SchedulerConfig(fixed_batch=10))
+    state.handle(Submit(info, 0.0))
+    for round_ in range(10):  # far more than max_attempts * PREFETCH start failures
+        tasks = tasks_of(state.handle(offers(offer("a1"), now=float(round_))))
+        assert len(tasks) == PREFETCH and tasks[0].new_executor
+        for t in tasks:
+            state.handle(TaskStatus(t.task_id, "TASK_DROPPED", float(round_),
+                                    "REASON_INVALID_OFFERS", "Offer was rescinded"))  # fmt: skip
+        run = state.runs["r1"]
+        assert run.executors == {} and state.executor_run == {} and run.start_failures == 0
+    assert sorted(r.start for r in run.pending) == [0, 10] and run.state == "STAGING"
+
+
+def test_a_launch_the_driver_could_not_send_puts_its_batches_back() -> None:
+    state = SchedulerState(SchedulerConfig(fixed_batch=10))
+    state.handle(Submit(run_info(sequences=100), 0.0))
+    (launch,) = of(state.handle(offers(offer("a1"))), Launch)
+    state.handle(CommandFailed(launch, "RuntimeError: Not connected yet", 1.0))
+    run = state.runs["r1"]
+    assert run.batches == {} and run.executors == {}
+    assert sorted(r.start for r in run.pending) == [0, 10]
+    again = tasks_of(state.handle(offers(offer("a1"), now=2.0)))
+    assert [t.range for t in again] == [Range(0, 10, 1), Range(10, 20, 1)]
+
+
+def test_reconciliation_is_retried_with_backoff_until_answered_then_implicit() -> None:
+    config = SchedulerConfig(fixed_batch=10, reconcile_backoff_s=1.0, reconcile_backoff_max_s=4.0,
+                             implicit_reconcile_s=100.0)  # fmt: skip
+    state, tasks = started(run_info(sequences=100), config)
+    asked: list[float] = []
+    for step in range(1, 121):  # 12 s
+        now = step / 10
+        if now == 1.0:
+            asked += [now] * len(of(state.handle(Subscribed(now, reregistered=True)), Reconcile))
+        elif of(state.handle(Tick(now)), Reconcile):
+            asked.append(now)
+    # 1 s, then 2, 4 and 4 (the cap) after each unanswered question.
+    assert asked == [1.0, 2.0, 4.0, 8.0, 12.0]
+    state.handle(running(tasks[0], now=12.0))
+    (last,) = of(state.handle(Tick(16.0)), Reconcile)
+    assert [t for t, _ in last.tasks] == [tasks[1].task_id]  # only the unanswered one
+    state.handle(running(tasks[1], now=16.5))
+    quiet = [c for now in (17.0, 30.0, 90.0) for c in of(state.handle(Tick(now)), Reconcile)]
+    assert quiet == []
+    implicit = of(state.handle(Tick(117.5)), Reconcile)
+    assert implicit == [Reconcile(())]
+
+
+def test_a_removed_framework_runs_every_batch_in_flight_again_and_says_so() -> None:
+    state, tasks = started(run_info(sequences=100), SchedulerConfig(fixed_batch=10))
+    state.handle(running(tasks[0], next=4, ok=4, failed=0))
+    cmds = state.handle(FrameworkRemoved("fw-1", 3.0))
+    run = state.runs["r1"]
+    assert sorted(run.pending, key=attrgetter("start")) == [Range(4, 10, 1), Range(10, 20, 1)]
+    assert run.batches == {} and run.executors == {} and state.task_run == {}
+    (line,) = of(cmds, Log)
+    assert "fw-1 was removed" in line.message and "resubmitted" in line.message
+    assert of(state.handle(Subscribed(4.0)), Revive) == [Revive()]
+    relaunched = tasks_of(state.handle(offers(offer("a2"), now=5.0)))
+    assert [t.range for t in relaunched] == [Range(4, 10, 1), Range(10, 20, 1)]
+    assert run.counts()[0] == 4
+
+
+def test_failed_store_writes_are_retried_and_never_undo_a_newer_one() -> None:
+    state, tasks = started(run_info(sequences=100), SchedulerConfig(fixed_batch=10))
+    state.handle(CommandFailed(UpdateRun("r1", {"ok": 3, "running": 7}), "store away", 1.0))
+    state.handle(CommandFailed(UpdateRun("r1", {"ok": 5}), "store away", 1.1))
+    # The next update of the run carries the unsaved fields, its own over them.
+    cmds = state.handle(running(tasks[0], now=1.2))
+    (upd,) = of(cmds, UpdateRun)
+    assert upd.fields == {"ok": 5, "running": 7, "state": "RUNNING", "started_at": 1.2}
+    later = of(state.handle(Tick(5.0)), UpdateRun)  # only the tick's own count update
+    assert [c.fields for c in later] == [{"ok": 0, "failed": 0, "running": 20}]
+    # A batch record: the newest command of a key wins.
+    save = SaveBatch("r1", "r1.t9", Range(1, 2))
+    state.handle(CommandFailed(save, "store away", 6.0))
+    assert of(state.handle(Tick(7.0)), SaveBatch) == [save]
+
+
+def test_a_store_that_refuses_writes_for_too_long_fails_the_run() -> None:
+    config = SchedulerConfig(fixed_batch=10, store_give_up_s=60.0)
+    state, _ = started(run_info(sequences=100), config)
+    update = UpdateRun("r1", {"ok": 3})
+    state.handle(CommandFailed(update, "NoHostAvailable", 1.0))
+    now, retried = 1.0, 0
+    while "r1" in state.runs and now < 200:
+        now += 0.5
+        for cmd in state.handle(Tick(now)):
+            if isinstance(cmd, UpdateRun) and "state" not in cmd.fields:
+                retried += 1
+                state.handle(CommandFailed(cmd, "NoHostAvailable", now))  # still away
+    assert "r1" not in state.runs and 60.0 < now < 75.0
+    assert 3 <= retried <= 12  # backed off, not every tick
+
+
+def test_a_failed_revive_is_sent_again() -> None:
+    state = SchedulerState()
+    state.handle(Submit(run_info(), 0.0))
+    state.handle(Tick(0.1))
+    state.handle(CommandFailed(Revive(), "RuntimeError: Not connected yet", 0.2))
+    assert of(state.handle(Tick(0.5)), Revive) == [Revive()]
+    assert of(state.handle(Tick(1.0)), Revive) == []
+
+
+def test_results_missing_from_the_store_run_again_then_the_run_fails() -> None:
+    config = SchedulerConfig(fixed_batch=10, store_checks=2)
+    state, tasks = started(run_info(sequences=20), config)
+    for t in tasks:
+        state.handle(finished(t))
+    cmds = state.handle(StoreChecked("r1", 17, (Range(4, 7),), 2.0))
+    assert list(state.runs["r1"].pending) == [Range(4, 7)]
+    assert any("17 of 20" in c.message for c in of(cmds, Log))
+    (again,) = tasks_of(state.handle(offers(offer("a1"), now=3.0)))
+    assert again.range == Range(4, 7)
+    assert of(state.handle(finished(again, now=4.0)), CheckStored) == [CheckStored("r1", 20)]
+    state.handle(StoreChecked("r1", 19, (Range(0, 1),), 5.0))
+    (retry,) = tasks_of(state.handle(offers(offer("a1"), now=6.0)))
+    state.handle(finished(retry, now=7.0))
+    state.handle(Tick(12.0))  # the check runs again once its backoff has passed
+    cmds = state.handle(StoreChecked("r1", 19, (Range(0, 1),), 12.5))
+    assert states_of(cmds) == ["FAILED"]
+    assert "holds 19 of 20 results" in of(cmds, UpdateRun)[-1].fields["reason"]
+
+
+def test_missing_ranges_are_the_gaps_between_stored_indices() -> None:
+    assert missing_ranges([], 3) == (Range(0, 3),)
+    assert missing_ranges([0, 1, 2], 3) == ()
+    assert missing_ranges([1, 2, 5], 7) == (Range(0, 1), Range(3, 5), Range(6, 7))
 
 
 def test_executors_that_never_start_fail_the_run() -> None:
@@ -646,7 +847,7 @@ def test_resubscription_reconciles_tasks_in_flight() -> None:
     state, tasks = started(run_info(sequences=100), SchedulerConfig(fixed_batch=10))
     cmds = state.handle(Subscribed(5.0, reregistered=True))
     (rec,) = of(cmds, Reconcile)
-    assert set(rec.task_ids) == {t.task_id for t in tasks}
+    assert set(rec.tasks) == {(t.task_id, "a1") for t in tasks}
     assert of(cmds, Revive) == [Revive()]  # the run still has work
 
 
@@ -657,11 +858,13 @@ def test_subscription_without_tasks_reconciles_nothing() -> None:
 def test_submit_after_restart_resumes_without_relaunching_done_work() -> None:
     info = run_info(sequences=40)
     state = SchedulerState(SchedulerConfig(fixed_batch=10))
-    in_flight = (("r1.t3", "r1.e1", Range(20, 30, 1)),)
+    in_flight = (("r1.t3", "r1.e1", "a1", Range(20, 30, 1)),)
     cmds = state.handle(
         Submit(info, 0.0, next_index=30, pending=(Range(12, 20, 2),), in_flight=in_flight, ok=12)
     )
-    assert of(cmds, Reconcile) == [Reconcile(("r1.t3",))]
+    # Asked about with its agent, which the store kept: the executor's place is known.
+    assert of(cmds, Reconcile) == [Reconcile((("r1.t3", "a1"),))]
+    assert state.runs["r1"].executors["r1.e1"].agent_id == "a1"
     run = state.runs["r1"]
     assert run.state == "STAGING" and run.counts()[0] == 12
     state.handle(TaskStatus("r1.t3", "TASK_RUNNING", 1.0, agent_id="a1"))
@@ -675,13 +878,19 @@ def test_submit_after_restart_resumes_without_relaunching_done_work() -> None:
     log += state.handle(TaskStatus("r1.t3", "TASK_FINISHED", 2.0, data={"next": 30, "ok": 10}))
     for t in tasks:
         log += state.handle(finished(t, agent="a2"))
+    log += all_stored(state)
     (upd,) = [c for c in of(log, UpdateRun) if c.fields.get("state") == "SUMMARIZING"]
     assert upd.fields["ok"] == 40
+    # A resumed run keeps the start time stored before the restart.
+    assert all("started_at" not in c.fields for c in of(log, UpdateRun))
     assert [c.run_id for c in of(log, StartSummary)] == ["r1"]
 
 
 def test_submit_of_a_run_with_everything_stored_goes_straight_to_summary() -> None:
-    cmds = SchedulerState().handle(Submit(run_info(sequences=10), 0.0, next_index=10, ok=10))
+    state = SchedulerState()
+    assert of(state.handle(Submit(run_info(sequences=10), 0.0, next_index=10, ok=10)),
+              CheckStored) == [CheckStored("r1", 10)]  # fmt: skip
+    cmds = all_stored(state)
     assert states_of(cmds) == ["SUMMARIZING"]
     assert [c.run_id for c in of(cmds, StartSummary)] == ["r1"]
 
@@ -736,6 +945,11 @@ class Sim:
                     self.written_failed[i] += 1
             elif isinstance(c, StartSummary):
                 self.summaries += 1
+            elif isinstance(c, CheckStored):  # the store as the executors left it
+                have = sorted(i for i in range(c.sequences)
+                              if self.stored[i] or self.written_failed[i])  # fmt: skip
+                missing = missing_ranges(have, c.sequences)
+                self.send(StoreChecked(c.run_id, len(have), missing, self.now))
             elif isinstance(c, UpdateRun) and "state" in c.fields:
                 self.states.append(c.fields["state"])
 
@@ -863,6 +1077,8 @@ def test_ten_million_sequences_keep_memory_bounded_by_batches_in_flight() -> Non
             covered += len(t.range)
             state.handle(running(t, now, agent="a0"))
             done = state.handle(finished(t, now))
+            if of(done, CheckStored):
+                done += all_stored(state, now=now)
             summary = bool(of(done, StartSummary))
             assert len(state.history) <= 10
         state.handle(Tick(now))
