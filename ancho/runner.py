@@ -25,6 +25,8 @@ from .spec import RunSpec
 from .store import RunRecord, Store
 
 if TYPE_CHECKING:
+    from scheduler.credentials import RunCredentials
+    from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService
 
 log = logging.getLogger("ancho.run")
@@ -89,18 +91,51 @@ def _passed(name: str) -> bool:
 
 
 def executor_environment(
-    cache_dir: Path, environ: Mapping[str, str] | None = None
+    cache_dir: Path | None, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment every executor of this machine gets (see ``PASSTHROUGH_NAMES``),
-    taken from ``environ`` (this process' environment by default)."""
+    """The environment every executor gets (see ``PASSTHROUGH_NAMES``), taken from
+    ``environ`` (this process' environment by default); ``cache_dir`` only for an
+    agent on this machine (otherwise the agent's own ``ANCHO_CACHE_DIR`` holds)."""
     source = os.environ if environ is None else environ
     env = {k: v for k, v in source.items() if _passed(k)}
-    return {**env, "PYTHONUNBUFFERED": "1", "ANCHO_CACHE_DIR": str(cache_dir)}
+    env["PYTHONUNBUFFERED"] = "1"
+    if cache_dir is not None:
+        env["ANCHO_CACHE_DIR"] = str(cache_dir)
+    return env
 
 
-def executor_command() -> str:
-    """How the embedded agent starts an executor: this interpreter, so this install."""
-    return f"{shlex.quote(sys.executable)} -m executor"
+#: How an agent with Ancho installed starts an executor (``ANCHO_EXECUTOR_COMMAND``
+#: replaces it, e.g. for an install that is not on the agents' PATH).
+AGENT_EXECUTOR_COMMAND = "ancho-executor"
+
+
+def executor_command(local: bool = True) -> str:
+    """How an agent starts an executor. ``local``: the embedded cluster in this process,
+    which runs this interpreter, so this install; on a Mesos master, the agent's own
+    ``ancho-executor``: the launch names no path of the machine the scheduler runs on."""
+    if local:
+        return f"{shlex.quote(sys.executable)} -m executor"
+    return os.environ.get("ANCHO_EXECUTOR_COMMAND") or AGENT_EXECUTOR_COMMAND
+
+
+def executor_launch(
+    local: bool,
+    work_dir: Path,
+    store_url_for: Callable[[str], str],
+    credentials: RunCredentials | None = None,
+) -> ExecutorLaunch:
+    """The executors' launch: for the embedded cluster, this install and this machine's
+    caches; on a Mesos master, nothing of this machine (``executor_command``; the
+    agent's cache; Docker executors cache in their sandbox)."""
+    from scheduler.framework import ExecutorLaunch
+
+    return ExecutorLaunch(
+        command=executor_command(local),
+        environment=executor_environment(work_dir / "cache" if local else None),
+        store_url_for=store_url_for,
+        docker_cache_dir=str(work_dir / "cache-docker") if local else None,
+        credentials=credentials,
+    )
 
 
 def run_local(
@@ -129,7 +164,6 @@ def run_local(
     from ancho.embedded import EmbeddedCluster
     from ancho.embedded.containerizer import ProcessContainerizer
     from ancho.embedded.docker_containerizer import DockerContainerizer, share_with_containers
-    from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService, config_from_env
 
     work_dir = work_dir.resolve()
@@ -147,12 +181,7 @@ def run_local(
     docker_cache = work_dir / "cache-docker"  # its Python differs from ours: its own envs
     if spec.executor.containerizer == "docker":
         share_with_containers(docker_cache, *_sqlite_files(store.url))
-    launch = ExecutorLaunch(
-        command=executor_command(),
-        environment=executor_environment(work_dir / "cache"),
-        store_url_for=lambda _run_id: store.url,
-        docker_cache_dir=str(docker_cache),
-    )
+    launch = executor_launch(master == "embedded", work_dir, lambda _run_id: store.url)
     bar = ProgressBar(progress, run.sequences) if progress is not None else None
     try:
         with contextlib.ExitStack() as stack:

@@ -52,11 +52,12 @@ def main() -> None:
             log.warning("%s", exc)
         from pymesos import MesosExecutorDriver  # imported late: it installs a SIGINT handler
 
+        from .driver import executor_driver
         from .mesos import AnchoExecutor
 
         log.info("starting: %s", config.describe())
         executor = AnchoExecutor(config, credential)
-        driver = MesosExecutorDriver(executor, use_addict=False)
+        driver = executor_driver(MesosExecutorDriver)(executor, use_addict=False)
         driver.run()
     finally:
         # Flush on the way out: the model's last lines, then the log itself (a second

@@ -46,6 +46,7 @@ from scheduler.events import (
     RevokeCredential,
     RunInfo,
     SendCredential,
+    StoreChecked,
     Submit,
     SummaryDone,
     TaskStatus,
@@ -87,6 +88,7 @@ def test_only_the_runs_own_executors_get_its_credential_and_it_ends_with_the_run
     assert isinstance(other[0], RefuseCredential) and "not being scheduled" in other[0].reason
     done = state.handle(TaskStatus("r1.t0", "TASK_FINISHED", 3.0, data={"next": 10, "ok": 10}))
     assert not [c for c in done if isinstance(c, RevokeCredential)]  # the summary needs it
+    state.handle(StoreChecked("r1", 10, (), 3.5))  # the completion check: all stored
     ended = state.handle(SummaryDone("r1", 10, 0, 4.0))
     assert [c for c in ended if isinstance(c, RevokeCredential)] == [RevokeCredential("r1")]
     after = state.handle(CredentialAsked("r1", executor, "a1", 5.0))

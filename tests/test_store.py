@@ -23,6 +23,7 @@ from scheduler.events import (
     Offer,
     Offers,
     RunInfo,
+    StoreChecked,
     Submit,
     SummaryDone,
     TaskStatus,
@@ -216,6 +217,7 @@ def test_update_run_accepts_every_field_the_scheduler_writes(store: Store) -> No
     for t in tasks:
         data = {"next": t.range.stop, "ok": len(t.range), "failed": 0, "elapsed": 1.0}
         cmds += state.handle(TaskStatus(t.task_id, "TASK_FINISHED", 3.0, data=data))
+    cmds += state.handle(StoreChecked("r1", 6, (), 3.5))
     cmds += state.handle(SummaryDone("r1", 6, 0, 4.0))
     updates = [c for c in cmds if isinstance(c, UpdateRun)]
     assert len(updates) >= 4

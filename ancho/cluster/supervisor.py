@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..embedded.cluster import available_mem_mb
+from ..embedded.containerizer import DEFAULT_PATH
 from ..embedded.recovery import alive, processes_under
 from ..errors import ClusterError
 from .cassandra import CassandraNode, ring_url, start_ring
@@ -65,8 +66,8 @@ class Layout:
     max_agent_ping_timeouts: int = 5
     #: Master flag: Mesos' default 10 minutes.
     agent_reregister_timeout_s: float = 600.0
-    #: Agent flag, longer than Mesos' 2 s: pymesos executors back off up to 15 s.
-    executor_reregistration_timeout_s: float = 20.0
+    #: Agent flag, Mesos' default: Ancho's executors retry within MESOS_SUBSCRIPTION_BACKOFF_MAX.
+    executor_reregistration_timeout_s: float = 2.0
     containerizers: str = "process,docker"
     spark_port: int = 7077
     spark_webui_port: int = 18080
@@ -222,6 +223,10 @@ class Cluster:
     def _agent_member(self, i: int, cpus: float, mem_mb: int) -> Member:
         ip = f"127.0.0.{11 + i}"
         folder = self.folder / f"agent-{i}"
+        # An agent with Ancho installed: this install's ancho-executor on the executors'
+        # PATH, and a cache of models and requirements of the agent's own.
+        environment = {"PATH": f"{Path(sys.executable).parent}:{DEFAULT_PATH}",
+                       "ANCHO_CACHE_DIR": str(folder / "cache")}  # fmt: skip
         argv = [
             sys.executable, "-m", "ancho.embedded.node", "agent",
             "--ip", ip, "--port", str(self.layout.agent_port), "--work-dir", str(folder),
@@ -229,6 +234,7 @@ class Cluster:
             "--containerizers", self.layout.containerizers,
             "--executor-reregistration-timeout",
             str(self.layout.executor_reregistration_timeout_s),
+            "--executor-environment-variables", json.dumps(environment),
         ]  # fmt: skip
         return Member(
             "agent", f"{ip}:{self.layout.agent_port}", str(folder), argv, cpus=cpus, mem_mb=mem_mb

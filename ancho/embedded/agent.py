@@ -71,6 +71,9 @@ class AgentConfig:
     #: Mesos' --executor_reregistration_timeout: how long a restarted agent waits for
     #: its recovered executors to re-subscribe (2 seconds by default).
     executor_reregistration_timeout_s: float = 2.0
+    #: Mesos' --executor_environment_variables: what every executor's environment
+    #: starts from (the MESOS_* variables and the CommandInfo's own go over it).
+    executor_environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -352,6 +355,7 @@ class Agent:
         # LIBPROCESS_PORT=0 so that a libprocess executor binds any port, then MESOS_*.
         # MESOS_SANDBOX is the containerizer's (a Docker one points it inside).
         env = {
+            **self.config.executor_environment,
             "LIBPROCESS_IP": self.config.host,
             "LIBPROCESS_PORT": "0",
             "MESOS_FRAMEWORK_ID": executor.framework_id,

@@ -223,6 +223,7 @@ class AgentNode:
                 status_update_retry_s=args.status_update_retry,
                 executor_shutdown_grace_s=5.0,
                 executor_reregistration_timeout_s=args.executor_reregistration_timeout,
+                executor_environment=_environment_flag(args.executor_environment_variables),
             ),
             containerizer,
             self.lock,
@@ -337,6 +338,8 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--ports", default="31000-32000")
     agent.add_argument("--status-update-retry", type=float, default=10.0)
     agent.add_argument("--executor-reregistration-timeout", type=float, default=2.0)
+    agent.add_argument("--executor-environment-variables", default=None,
+                       help="a JSON object of strings: every executor's environment")  # fmt: skip
     agent.add_argument("--containerizers", default="process")
     return parser
 
@@ -353,6 +356,21 @@ def _containerizer(names: str) -> Containerizer:
         else:
             raise SystemExit(f"--containerizers: unknown containerizer {name!r}")
     return CompositeContainerizer(*parts)
+
+
+def _environment_flag(value: str | None) -> dict[str, str]:
+    """``--executor-environment-variables``: a JSON object whose values are strings."""
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise SystemExit(f"--executor-environment-variables: not JSON ({exc})") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+    ):
+        raise SystemExit("--executor-environment-variables: expected a JSON object of strings")
+    return parsed
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -92,13 +92,12 @@ def serve(options: ServerOptions) -> None:
     from waitress.server import create_server
 
     from scheduler.credentials import RunCredentials
-    from scheduler.framework import ExecutorLaunch
     from scheduler.service import SchedulerService, config_from_env
     from scheduler.summary_job import SummaryJob
 
     from ..embedded.docker_containerizer import share_with_containers
     from ..recompute import recompute_outputs
-    from ..runner import executor_command, executor_environment
+    from ..runner import executor_launch
 
     host, port = parse_bind(options.bind)
     work_dir = options.work_dir.resolve()
@@ -107,7 +106,8 @@ def serve(options: ServerOptions) -> None:
         log.warning("no users yet: create one with `ancho user add NAME --store %s`", store.url)
     cluster: Any = None
     master = options.master
-    if master == "embedded":
+    local = master == "embedded"
+    if local:
         from ..embedded import EmbeddedCluster
         from ..embedded.containerizer import ProcessContainerizer
         from ..embedded.docker_containerizer import DockerContainerizer
@@ -124,14 +124,9 @@ def serve(options: ServerOptions) -> None:
     share_with_containers(docker_cache)
     job = SummaryJob(store, options.spark_master, work_dir=work_dir,
                      cache_dir=work_dir / "cache")  # fmt: skip
-    launch = ExecutorLaunch(
-        command=executor_command(),
-        environment=executor_environment(work_dir / "cache"),
-        store_url_for=store.url_for_run,
-        docker_cache_dir=str(docker_cache),
-        # Each run's role is made with the admin's: the owner's role cannot make roles.
-        credentials=RunCredentials(store.url_for_run, store.admin),
-    )
+    # Each run's role is made with the admin's: the owner's role cannot make roles.
+    roles = RunCredentials(store.url_for_run, store.admin)
+    launch = executor_launch(local, work_dir, store.url_for_run, roles)
     principal, secret = options.credential or (None, None)
     service = SchedulerService(store, master, launch, job, config_from_env(),
                                principal=principal, secret=secret)  # fmt: skip
