@@ -221,6 +221,9 @@ def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar
         try:
             try:
                 record = store.get_run(run_id)
+                live = None
+                if bar is not None and record.state == "RUNNING":
+                    live = (store.get_live(run_id) or {}).get("live")
             except StoreError as exc:
                 # A store that restarts comes back; one that does not ends the run here.
                 now = time.monotonic()
@@ -234,8 +237,6 @@ def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar
                 continue
             unreachable_since = None
             if bar is not None:
-                running = record.state == "RUNNING"
-                live = (store.get_live(run_id) or {}).get("live") if running else None
                 bar.update(record, live)
             if record.done:
                 return

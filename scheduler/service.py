@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,16 @@ def _local_mounts(source: str) -> tuple[str, ...]:
 
 
 def config_from_env() -> SchedulerConfig:
-    """Batch sizing knobs: ``ANCHO_BATCH_SIZE`` (fixed) and ``ANCHO_BATCH_TARGET_S``."""
+    """Knobs: ``ANCHO_BATCH_SIZE`` (fixed), ``ANCHO_BATCH_TARGET_S``, and
+    ``ANCHO_UNREACHABLE_GRACE_S`` (how long a task on an unreachable agent is waited for)."""
     fixed = os.environ.get("ANCHO_BATCH_SIZE")
     target = os.environ.get("ANCHO_BATCH_TARGET_S")
-    return SchedulerConfig(
+    grace = os.environ.get("ANCHO_UNREACHABLE_GRACE_S")
+    config = SchedulerConfig(
         fixed_batch=int(fixed) if fixed else None,
         batch_target_s=float(target) if target else 2.0,
     )
+    return replace(config, unreachable_grace_s=float(grace)) if grace else config
 
 
 class SchedulerService:

@@ -560,6 +560,10 @@ class SchedulerState:
         if run is None or ev.task_id not in run.batches:
             if ev.state not in TERMINAL_TASK_STATES and ev.state != "TASK_UNREACHABLE":
                 out.append(KillTask(ev.task_id, ev.agent_id))  # a task we no longer want
+            if (ev.executor_id and ev.agent_id and ev.state != "TASK_UNREACHABLE"
+                    and ev.executor_id not in self.executor_run):  # fmt: skip
+                # An executor given up for (its agent came back late): it goes too.
+                out.append(StopExecutor(ev.executor_id, ev.agent_id))
             return
         batch = run.batches[ev.task_id]
         ex = run.executors.get(batch.executor_id)

@@ -572,6 +572,7 @@ def test_lost_agent_waits_out_the_grace_then_runs_its_batches_again_elsewhere() 
     # The agent comes back with the abandoned tasks running: they are killed.
     late = state.handle(running(on_a1[0], now=40.0, agent="a1"))
     assert of(late, KillTask) == [KillTask(on_a1[0].task_id, "a1")]
+    assert of(late, StopExecutor) == [StopExecutor(on_a1[0].executor_id, "a1")]
 
 
 def test_unreachable_then_running_again_runs_nothing_twice() -> None:

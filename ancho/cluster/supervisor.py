@@ -68,6 +68,8 @@ class Layout:
     agent_reregister_timeout_s: float = 600.0
     #: Agent flag, Mesos' default: Ancho's executors retry within MESOS_SUBSCRIPTION_BACKOFF_MAX.
     executor_reregistration_timeout_s: float = 2.0
+    #: Agent flag, Mesos' default 15 minutes: how long executors wait for a dead agent.
+    recovery_timeout_s: float = 900.0
     containerizers: str = "process,docker"
     spark_port: int = 7077
     spark_webui_port: int = 18080
@@ -235,6 +237,7 @@ class Cluster:
             "--executor-reregistration-timeout",
             str(self.layout.executor_reregistration_timeout_s),
             "--executor-environment-variables", json.dumps(environment),
+            "--recovery-timeout", str(self.layout.recovery_timeout_s),
         ]  # fmt: skip
         return Member(
             "agent", f"{ip}:{self.layout.agent_port}", str(folder), argv, cpus=cpus, mem_mb=mem_mb

@@ -74,6 +74,9 @@ class AgentConfig:
     #: Mesos' --executor_environment_variables: what every executor's environment
     #: starts from (the MESOS_* variables and the CommandInfo's own go over it).
     executor_environment: dict[str, str] = field(default_factory=dict)
+    #: Mesos' --recovery_timeout (15 minutes): how long the executors of checkpointing
+    #: frameworks wait for a restarted agent before they end (MESOS_RECOVERY_TIMEOUT).
+    recovery_timeout_s: float = 900.0
 
 
 @dataclass(slots=True)
@@ -371,7 +374,7 @@ class Agent:
             "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": _duration(executor.grace_s),
         }
         if checkpoint:
-            env["MESOS_RECOVERY_TIMEOUT"] = "15mins"
+            env["MESOS_RECOVERY_TIMEOUT"] = _duration(self.config.recovery_timeout_s)
             env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
         return env
 

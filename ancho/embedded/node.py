@@ -224,6 +224,7 @@ class AgentNode:
                 executor_shutdown_grace_s=5.0,
                 executor_reregistration_timeout_s=args.executor_reregistration_timeout,
                 executor_environment=_environment_flag(args.executor_environment_variables),
+                recovery_timeout_s=args.recovery_timeout,
             ),
             containerizer,
             self.lock,
@@ -338,6 +339,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--ports", default="31000-32000")
     agent.add_argument("--status-update-retry", type=float, default=10.0)
     agent.add_argument("--executor-reregistration-timeout", type=float, default=2.0)
+    agent.add_argument("--recovery-timeout", type=float, default=900.0)
     agent.add_argument("--executor-environment-variables", default=None,
                        help="a JSON object of strings: every executor's environment")  # fmt: skip
     agent.add_argument("--containerizers", default="process")

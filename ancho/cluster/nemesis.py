@@ -1,0 +1,290 @@
+"""A nemesis for the development cluster, and the world it attacks.
+
+:class:`FaultWorld` is ``ancho cluster`` (ZooKeeper, masters, agents as processes on
+their own loopback addresses) with an ``ancho server`` on it, a user, and a store. A
+run of a deterministic model goes through the server while :meth:`FaultWorld.inject`
+does what clusters do: SIGKILL an executor, an agent (restarted on its work directory
+or not), the leading master or the server (restarted later), partition an agent from
+the masters, stop ZooKeeper. :func:`schedule` draws faults from a seed.
+
+Used by ``tests/test_faults.py`` (the checks) and ``bench/faults.py`` (the figures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..client import Client
+from ..embedded.recovery import alive, processes_under
+from .supervisor import Cluster, Layout
+
+#: Every kind of fault the nemesis injects.
+KINDS = (
+    "executor",  # SIGKILL one executor process
+    "agent",  # SIGKILL an agent, not restarted (its tasks are lost)
+    "agent-restart",  # SIGKILL an agent and restart it on its work directory
+    "master",  # SIGKILL the leading master (restarted after a while, as a standby)
+    "partition",  # cut an agent off the masters for longer than the ping timeout
+    "server",  # SIGKILL the ancho server, restarted later (no standby)
+    "zookeeper",  # stop ZooKeeper for a while, then start it again
+)
+
+#: The agents' ping timeout here (0.5 s x 4) and how long a partition or an outage lasts.
+PING_TIMEOUT_S, PING_TIMEOUTS = 0.5, 4
+#: Executors of a dead agent end after this (Mesos' --recovery_timeout, 15 min by default).
+RECOVERY_TIMEOUT_S = 10.0
+OUTAGE_S = {"partition": 4.0, "server": 3.0, "zookeeper": 10.0, "master": 3.0}
+_BATCH_LINE = re.compile(r"batch (\d+)\.\.(\d+) (?:runs again|will be retried)")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A fault of ``kind`` at ``at_s`` seconds into the run."""
+
+    kind: str
+    at_s: float
+
+
+@dataclass(slots=True)
+class Injected:
+    """A fault as it happened: what it hit, and when the run went on."""
+
+    fault: Fault
+    target: str
+    at: float
+    #: Seconds from the fault until the run stored progress again (None: it had ended).
+    recovered_s: float | None = None
+
+
+def schedule(seed: int, count: int, span_s: float, kinds: tuple[str, ...] = KINDS) -> list[Fault]:
+    """``count`` faults over ``span_s`` seconds, every kind once before any repeats (in a
+    seeded order), at seeded times at least 2 s apart."""
+    rng = random.Random(seed)
+    order: list[str] = []
+    while len(order) < count:
+        batch = list(kinds)
+        rng.shuffle(batch)
+        order += batch
+    gap = span_s / max(count, 1)
+    return [Fault(kind, round(i * gap + rng.uniform(0.0, max(gap - 2.0, 0.0)), 2))
+            for i, kind in enumerate(order[:count])]  # fmt: skip
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class FaultWorld:
+    """``ancho cluster`` with an ``ancho server`` on it and one user (all under
+    ``folder``, on loopback); a SQLite store the executors and the server share."""
+
+    folder: Path
+    agents: int = 3
+    masters: int = 3
+    cpus: float = 1.0
+    grace_s: float = 3.0
+    cluster: Cluster = field(init=False)
+    store_url: str = field(init=False)
+    token: str = ""
+    server_url: str = ""
+    server: subprocess.Popen[str] | None = None
+    log: Callable[[str], None] = field(default=lambda line: None)
+
+    def __post_init__(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store_url = f"sqlite:///{self.folder / 'ancho.db'}"
+        layout = Layout(zk_port=free_port(), master_port=free_port(), agent_port=free_port(),
+                        containerizers="process", agent_ping_timeout_s=PING_TIMEOUT_S,
+                        max_agent_ping_timeouts=PING_TIMEOUTS,
+                        recovery_timeout_s=RECOVERY_TIMEOUT_S)  # fmt: skip
+        self.cluster = Cluster(self.folder / "cluster", layout)
+
+    # --- the world -----------------------------------------------------------------
+    def start(self) -> FaultWorld:
+        self.cluster.start(agents=self.agents, masters=self.masters, cpus=self.cpus,
+                           mem_mb=1024)  # fmt: skip
+        from ..store import open_store
+        from ..users import add_user
+
+        self.token = str(add_user(open_store(self.store_url), "nemo")["token"])
+        self.start_server()
+        return self
+
+    def start_server(self, timeout_s: float = 90.0) -> None:
+        """``ancho server`` on the cluster's master, on a fresh port (resuming runs)."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("ANCHO_SERVER", "ANCHO_TOKEN")}  # fmt: skip
+        env.update(ANCHO_STORE=self.store_url, ANCHO_UNREACHABLE_GRACE_S=str(self.grace_s))
+        ancho = str(Path(sys.executable).parent / "ancho")
+        self.server = subprocess.Popen(
+            [ancho, "server", "--master", self.cluster.zk_url, "--bind", "127.0.0.1:0"],
+            cwd=self.folder, env=env, stdout=subprocess.PIPE, text=True,
+            stderr=(self.folder / "server.log").open("a"), start_new_session=True,
+        )  # fmt: skip
+        assert self.server.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        line = self.server.stdout.readline()
+        if "listening on" not in line or time.monotonic() > deadline:
+            self.server.kill()
+            tail = (self.folder / "server.log").read_text()[-3000:]
+            raise RuntimeError(f"ancho server did not start: {line!r}\n{tail}")
+        self.server_url = line.split("listening on ", 1)[1].split()[0]
+
+    def kill_server(self) -> None:
+        """SIGKILL the server (its whole process group)."""
+        if self.server is not None and self.server.poll() is None:
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, killing runs it holds) and the cluster."""
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(60)
+            except subprocess.TimeoutExpired:
+                self.kill_server()
+        self.cluster.stop()
+
+    def client(self) -> Client:
+        return Client(self.server_url, self.token)
+
+    # --- runs ------------------------------------------------------------------------
+    def submit(self, model: Path, sequences: int, seed: int, **parameters: Any) -> str:
+        client = self.client()
+        source = client.upload_model(model)
+        spec = {"model": {"source": source, "entrypoint": "model:simulate"},
+                "parameters": parameters, "sequences": sequences, "seed": seed,
+                "resources": {"cpus": 1, "mem_mb": 256}}  # fmt: skip
+        return str(client.submit(spec)["id"])
+
+    def stored(self, run_id: str) -> dict[str, Any]:
+        """The run as the store has it (readable while the server is away)."""
+        from ..store import open_store
+
+        record = open_store(self.store_url).get_run(run_id)
+        return {"state": record.state, "ok": record.ok, "failed": record.failed,
+                "reason": record.reason, "done": record.done}  # fmt: skip
+
+    def wait(self, run_id: str, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.stored(run_id)
+            if run["done"] or time.monotonic() > deadline:
+                return run
+            time.sleep(0.2)
+
+    def results_sha256(self, run_id: str) -> str:
+        """SHA-256 of ``ancho results RUN --format jsonl``, through the server."""
+        env = {**os.environ, "ANCHO_SERVER": self.server_url, "ANCHO_TOKEN": self.token}
+        ancho = str(Path(sys.executable).parent / "ancho")
+        argv = [ancho, "results", run_id, "--format", "jsonl"]
+        out = subprocess.run(argv, env=env, cwd=self.folder, capture_output=True, check=True,
+                             timeout=300)  # fmt: skip
+        return hashlib.sha256(out.stdout).hexdigest()
+
+    def summary_outputs(self, run_id: str) -> str:
+        """The summary's statistics (JSON, keys sorted), which must not depend on faults."""
+        return json.dumps(self.client().summary(run_id)["outputs"], sort_keys=True)
+
+    def relaunched(self, run_id: str) -> int:
+        """Sequences launched again after a fault (from the scheduler's log): an upper
+        bound on the sequences computed twice (some had not run yet)."""
+        from ..store import open_store
+
+        lines = (e.message for e in open_store(self.store_url).iter_events(run_id))
+        return sum(int(b) - int(a) + 1 for m in lines for a, b in _BATCH_LINE.findall(m))
+
+    def executors(self) -> list[int]:
+        """Live processes in the agents' sandboxes (executors and their model processes)."""
+        return [pid for agent in self.cluster.of("agent")
+                for pid in processes_under(Path(agent.folder) / "slaves")]  # fmt: skip
+
+    # --- faults ----------------------------------------------------------------------
+    def inject(self, fault: Fault, run_id: str) -> Injected:
+        """Carry out one fault (blocking for its outage when it has one)."""
+        at = time.monotonic()
+        target = self._inject(fault.kind)
+        self.log(f"{time.strftime('%H:%M:%S')} {fault.kind}: {target}")
+        return Injected(fault, target, at)
+
+    def _inject(self, kind: str) -> str:
+        cluster = self.cluster
+        if kind == "executor":
+            pids = [p for p in self.executors() if _is_executor(p)]
+            if not pids:
+                return "no executor running"
+            pid = random.choice(pids)
+            os.kill(pid, signal.SIGKILL)
+            return f"executor pid {pid}"
+        if kind in ("agent", "agent-restart", "partition"):
+            agent = self._busy_agent()
+            if agent is None:
+                return "no agent registered"
+            if kind == "partition":
+                cluster.partition(agent, seconds=OUTAGE_S["partition"])
+                return f"agent {agent} partitioned for {OUTAGE_S['partition']:g} s"
+            cluster.kill("agent", agent, restart=kind == "agent-restart")
+            return f"agent {agent}" + (" restarted" if kind == "agent-restart" else " killed")
+        if kind == "master":
+            leader = cluster.leader()
+            member = cluster.kill("leader")
+            time.sleep(OUTAGE_S["master"])
+            cluster.kill("master", member.address, restart=True)  # back as a standby
+            return f"leading master {leader}"
+        if kind == "server":
+            self.kill_server()
+            time.sleep(OUTAGE_S["server"])
+            self.start_server()
+            return "ancho server (restarted)"
+        if kind == "zookeeper":
+            cluster.kill("zookeeper")
+            time.sleep(OUTAGE_S["zookeeper"])
+            cluster.kill("zookeeper", restart=True)
+            return f"zookeeper for {OUTAGE_S['zookeeper']:g} s"
+        raise ValueError(f"unknown fault {kind!r}: one of {', '.join(KINDS)}")
+
+    def _busy_agent(self) -> str | None:
+        """An agent that holds an executor (else any registered one)."""
+        status = self.cluster.status()["agents"]
+        registered = [a for a in status if a.get("registered") and a.get("id")]
+        if not registered:
+            return None
+        busy = [a for a in registered
+                if processes_under(Path(self._agent_folder(a["address"])) / "slaves")]  # fmt: skip
+        return str(random.choice(busy or registered)["id"])
+
+    def _agent_folder(self, address: str) -> str:
+        return next(m.folder for m in self.cluster.of("agent") if m.address == address)
+
+    def restart_dead_agents(self) -> None:
+        """Start again the agents a fault left dead (the machine back after a repair), on
+        their work directories."""
+        for member in self.cluster.of("agent"):
+            if not alive(member.pid):
+                self.cluster.kill("agent", member.address, restart=True)
+
+
+def _is_executor(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(part.endswith(b"ancho-executor") for part in cmdline) or b"executor" in cmdline
