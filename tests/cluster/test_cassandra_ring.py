@@ -41,6 +41,25 @@ def _write(store: CassandraStore, run_id: str, sequences: range, *, patient: boo
             time.sleep(1)
 
 
+def _create(store: CassandraStore, run: RunRecord) -> None:
+    """Create a run, retrying for up to a minute while the ring has not yet convicted a
+    node just killed: the insert is a Paxos write (IF NOT EXISTS) whose prepare round may
+    wait on the dead node. A timed-out attempt may still have been applied, so a retry
+    that finds the run finds it as written."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            store.create_run(run)
+            return
+        except StoreError as exc:
+            if "exists already" in str(exc):
+                assert store.get_run(run.id).sequences == run.sequences
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def _connect(url: str) -> CassandraStore:
     """A store on the ring, retried while the live nodes have not yet convicted a node
     just killed (their failure detector takes seconds; until then a login's QUORUM read
@@ -95,7 +114,7 @@ def test_a_three_node_ring_replicates_writes_at_quorum_and_recovers(
     _kill(tmp_path, cluster_env, "127.0.0.21")
     user = _connect(user_url)
     try:
-        user.create_run(RunRecord(id="r1", name="ring", spec={}, seed=1, sequences=300))
+        _create(user, RunRecord(id="r1", name="ring", spec={}, seed=1, sequences=300))
         _write(user, "r1", range(0, 200))
         assert user.count_results("r1").ok == 200
 
