@@ -44,7 +44,8 @@ class _Message:
 
 @dataclass(slots=True, frozen=True)
 class Stop(_Message):
-    """Scheduler → executor: the run needs this executor no more (it exits when idle)."""
+    """Scheduler → executor: the run needs this executor no more (it exits, a batch it
+    still runs ending at its next sequence)."""
 
     op: ClassVar[str] = "stop"
 

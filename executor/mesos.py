@@ -71,10 +71,13 @@ class AnchoExecutor(Executor):  # type: ignore[misc]
             return
         match decoded:
             case messages.Stop():
-                if self.worker is not None and self.worker.idle():
+                # Nothing more is wanted of this executor: a batch it still runs ends at
+                # its next sequence (its store calls give up), queued ones are reported
+                # killed, and then it exits.
+                if self.worker is not None:
                     log.info("asked to stop")
                     self.worker.stop()
-                    driver.stop()
+                    self.worker.when_done(driver.stop)
             case messages.Credential() | messages.CredentialRefused():
                 if self.credential is not None:
                     self.credential.receive(decoded)

@@ -74,6 +74,8 @@ class BatchWorker:
         self._blocks: RunPartials | None = None
         self._thread = threading.Thread(target=self._loop, name="ancho-batches", daemon=True)
         self.on_idle_exit: Any = None
+        self._on_done: Any = None
+        self._ended = False
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -131,6 +133,10 @@ class BatchWorker:
         self._drain()
         if self._model is not None:
             self._model.close()
+        with self._lock:
+            self._ended, on_done = True, self._on_done
+        if on_done is not None:
+            on_done()
 
     def _drain(self) -> None:
         while True:
@@ -259,24 +265,36 @@ class BatchWorker:
         """Store the batch's rows, then the partials of the blocks they complete."""
         buf, blocks = batch.rows, batch.done
         if buf:
-            self._retrying(lambda: store.write_results(self.config.run_id, buf))
+            self._retrying(lambda: store.write_results(self.config.run_id, buf), batch.task_id)
         for block, partial in blocks:
             data = partial.to_dict()
-            self._retrying(lambda: store.put_partial(self.config.run_id, block, data))  # noqa: B023
+            self._retrying(lambda: store.put_partial(self.config.run_id, block, data),  # noqa: B023
+                           batch.task_id)  # fmt: skip
             batch.unreported[str(block)] = data
         batch.stored()
 
-    @staticmethod
-    def _retrying(call: Any) -> Any:
+    def _retrying(self, call: Any, task_id: str | None = None) -> Any:
+        """``call()``, retried with backoff while the store refuses; given up at once when
+        the executor is stopping or ``task_id`` was killed (a run that ended has dropped
+        the role these calls use: they would be refused to the end)."""
         for delay in (*_STORE_RETRIES, None):
             try:
                 return call()
             except AnchoError:
-                if delay is None:
+                wanted = not self._stopping.is_set() and task_id not in self._cancelled
+                if delay is None or not wanted:
                     raise
                 log.warning("store call failed; retrying in %.1f s", delay, exc_info=True)
-                time.sleep(delay)
+                self._stopping.wait(delay)
         return None
+
+    def when_done(self, callback: Any) -> None:
+        """Call ``callback`` once the loop has ended (now, if it has)."""
+        with self._lock:
+            self._on_done = callback
+            ended = self._ended
+        if ended:
+            callback()
 
 
 @dataclass(slots=True)

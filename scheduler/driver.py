@@ -12,6 +12,8 @@ pymesos leaves out.
   ``heartbeat_interval_seconds`` of SUBSCRIBED, and a way to subscribe again over a new
   connection when a half-open one has gone quiet.
 - Forgetting a FrameworkID the master has removed, to register a new framework.
+- An executor FAILURE without an exit status (optional in Mesos' protocol) is passed on
+  with None; pymesos would raise.
 - Calls (ACCEPT, KILL, ...) time out after ``CALL_TIMEOUT_S``; pymesos waits a day, and
   a call on a half-open connection would hold the scheduler that long.
 """
@@ -56,6 +58,13 @@ def driver_class(base: type) -> type:
             if isinstance(interval, int | float) and interval > 0:
                 self.heartbeat_s = float(interval)
             super().on_subscribed(info)
+
+        def on_failure(self, failure: dict[str, Any]) -> None:
+            # An executor's FAILURE may lack its exit status (optional in Mesos' proto);
+            # pymesos would raise on it, in its event thread.
+            if "executor_id" in failure and "status" not in failure:
+                failure = {**failure, "status": None}
+            super().on_failure(failure)
 
         def silent_for(self) -> float:
             """Seconds since the master's last event (heartbeats included)."""

@@ -171,11 +171,15 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         self.connected = threading.Event()
         #: Called with the FrameworkID of each registration (the service stores it).
         self.on_framework_id: Callable[[str], None] = lambda framework_id: None
+        #: Called when another scheduler subscribed with our FrameworkID (the master
+        #: sent "Framework failed over"): this one must step down, not subscribe again.
+        self.on_superseded: Callable[[str], None] = lambda message: None
         self.stopping = False
         self._lock = threading.RLock()
         self.counters = {"offers_declined": 0, "offers_accepted": 0, "subscriptions": 0}
         #: The FrameworkID the master removed, if it did (the service tells resumed runs).
         self.removed_framework: str | None = None
+        self._held: list[tuple[Any, dict[str, Any]]] | None = None
 
     def stats(self) -> dict[str, float]:
         """Figures for metrics: executors held, offers declined and accepted."""
@@ -257,8 +261,28 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             )
         self.handle(Offers(tuple(parsed), self.clock()))
 
+    def hold_updates(self) -> None:
+        """Keep status updates back until :meth:`release_updates`: while a restarted
+        scheduler has not yet loaded its stored runs, an update of one of their tasks
+        would look like a stranger's (its executor stopped, its end acknowledged and
+        so forgotten by the master, its batch then reported gone and run again)."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def release_updates(self) -> None:
+        """Handle the updates held back, in their order, and stop holding."""
+        with self._lock:
+            held, self._held = self._held or [], None
+            for driver, status in held:
+                self.statusUpdate(driver, status)
+
     def statusUpdate(self, driver: Any, status: dict[str, Any]) -> None:
         """A task's state, with the executor's progress report as data."""
+        with self._lock:
+            if self._held is not None:
+                self._held.append((driver, status))
+                return
         data = None
         if status.get("data"):
             try:
@@ -266,6 +290,10 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             except ValueError:
                 data = None
         data = data if isinstance(data, dict) else None
+        log.debug("update: task %s %s %s (%s) executor %s agent %s", status["task_id"]["value"],
+                  status["state"], status.get("reason", ""), status.get("message", ""),
+                  status.get("executor_id", {}).get("value", ""),
+                  status.get("agent_id", {}).get("value", ""))  # fmt: skip
         partials = _partials(data.pop("partials", None)) if data else ()
         durable = self.handle(
             TaskStatus(
@@ -319,6 +347,11 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
         """The master refused us. When it has removed the framework (failover timeout,
         teardown by an operator), register a new framework and resubmit the runs."""
         log.error("master error: %s", message)
+        if "failed over" in message.lower():
+            self.stopping = True  # no re-subscription: that would take the framework back
+            driver.stop(failover=True)  # failover: the master keeps the tasks for the other
+            self.on_superseded(message)
+            return
         if "removed" not in message.lower():
             return
         old = self.framework_id or driver.framework_id or "?"
@@ -347,6 +380,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
             case KillTask():
                 self.driver.killTask({"value": cmd.task_id})
             case StopExecutor():
+                log.debug("stopping executor %s on agent %s", cmd.executor_id, cmd.agent_id)
                 if cmd.agent_id:
                     self.driver.sendFrameworkMessage(
                         {"value": cmd.executor_id},
@@ -354,6 +388,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                         encode_data(messages.Stop().encode()),
                     )
             case Reconcile():
+                log.debug("reconciling %s", cmd.tasks or "every task (implicit)")
                 self.driver.reconcile(list(cmd.tasks))
             case UpdateRun():
                 self.store.update_run(cmd.run_id, **cmd.fields)

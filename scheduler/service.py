@@ -94,9 +94,12 @@ class SchedulerService:
         *,
         principal: str | None = None,
         secret: str | None = None,
+        adopt_every_s: float | None = None,
     ) -> None:
         """``principal``/``secret``: HTTP Basic credentials for a master that requires
-        framework authentication; the principal also goes into FrameworkInfo."""
+        framework authentication; the principal also goes into FrameworkInfo.
+        ``adopt_every_s``: how often to look in the store for active runs that this
+        service was not given (submitted through a standby server); None: never."""
         from pymesos import MesosSchedulerDriver  # late: pymesos installs a SIGINT handler
 
         self.store = store
@@ -127,9 +130,17 @@ class SchedulerService:
         self.framework.on_framework_id = self._remember_framework_id
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="ancho-tick", daemon=True)
+        self._adopt_every_s = adopt_every_s
+        self._adopted_at = 0.0
+        #: Every run submitted to this service (each is submitted once).
+        self._known: set[str] = set()
+        self._known_lock = threading.Lock()
 
-    def start(self, timeout_s: float = 30.0) -> None:
-        """Start the driver and wait until the master has accepted the framework."""
+    def start(self, timeout_s: float = 30.0, *, resuming: bool = False) -> None:
+        """Start the driver and wait until the master has accepted the framework.
+        ``resuming``: :meth:`resume_active` follows, and status updates wait for it."""
+        if resuming:
+            self.framework.hold_updates()
         self.driver.start()
         self._ticker.start()
         if not self.framework.connected.wait(timeout_s):
@@ -144,7 +155,12 @@ class SchedulerService:
                       framework_id, exc)  # fmt: skip
 
     def submit(self, run: RunRecord) -> None:
-        """Schedule a stored run (resuming it if it was in flight before a restart)."""
+        """Schedule a stored run (resuming it if it was in flight before a restart); a
+        run this service was given before is left alone."""
+        with self._known_lock:
+            if run.id in self._known:
+                return
+            self._known.add(run.id)
         pending: list[Range] = []
         in_flight: list[tuple[str, str, str, Range]] = []
         for b in self.store.list_batches(run.id):
@@ -173,13 +189,17 @@ class SchedulerService:
 
     def resume_active(self) -> list[str]:
         """Submit every stored run that has not ended (after a scheduler restart), and
-        drop the store roles of runs that ended while no scheduler was there to."""
+        drop the store roles of runs that ended while no scheduler was there to; then
+        handle the status updates held back since :meth:`start`."""
         resumed = []
-        for run in self.store.list_runs():
-            if run.state in ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING"):
-                self._say_if_framework_removed(run.id)
-                self.submit(run)
-                resumed.append(run.id)
+        try:
+            for run in self.store.list_runs():
+                if not run.done and run.id not in self._known:
+                    self._say_if_framework_removed(run.id)
+                    self.submit(run)
+                    resumed.append(run.id)
+        finally:
+            self.framework.release_updates()
         try:
             self.framework.credentials.sweep(lambda run_id: self.store.get_run(run_id).done)
         except AnchoError as exc:
@@ -214,10 +234,25 @@ class SchedulerService:
                     log.exception("checking run %s for a kill request", run_id)
             self.framework.handle(Tick(now))
             self._watch_heartbeats()
+            self._adopt(now)
             try:
                 self.framework.credentials.retry_drops()
             except Exception:
                 log.exception("dropping store roles of ended runs")
+
+    def _adopt(self, now: float) -> None:
+        """Schedule the active runs stored since the last look that nobody gave this
+        service: a standby server stores what it is sent and leaves it to the leader."""
+        if self._adopt_every_s is None or now - self._adopted_at < self._adopt_every_s:
+            return
+        self._adopted_at = now
+        try:
+            runs = [r for r in self.store.list_runs() if not r.done and r.id not in self._known]
+            for run in sorted(runs, key=lambda r: r.created_at):
+                log.info("run %s was stored by another server: scheduling it", run.id)
+                self.submit(run)
+        except AnchoError as exc:
+            log.warning("looking for runs submitted through other servers: %s", exc)
 
     def _watch_heartbeats(self) -> None:
         """Subscribe again when the master has been silent for 2 heartbeat intervals: a

@@ -71,6 +71,9 @@ PREFETCH = 2
 SERIES_POINTS = 400
 _EPS = 1e-9
 
+#: Terminal states an executor (or its agent) reports, with the executor's report.
+ENDED_ON_THE_AGENT = frozenset({"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR"})
+
 TERMINAL_TASK_STATES = frozenset(
     {
         "TASK_FINISHED",
@@ -146,6 +149,9 @@ class SchedulerConfig:
     store_give_up_s: float = 300.0
     #: Times the completion check may send missing sequences back before the run fails.
     store_checks: int = 3
+    #: How long the executor's own update (its report) is awaited after the master says,
+    #: reconciling, that a task ended; past this the rest of the batch runs again.
+    report_wait_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -160,6 +166,8 @@ class Batch:
     failed: int = 0
     #: Since when the task has been TASK_UNREACHABLE (None: it is not).
     unreachable_since: float | None = None
+    #: Since when the master has said that the task ended, its report not yet in.
+    ended_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -237,6 +245,10 @@ class SchedulerState:
         self.history: deque[tuple[float, str, str, str, str]] = deque(maxlen=10_000)
         #: (cpus, mem_mb) of each agent's latest offer: what "largest offer" means.
         self.offered: dict[str, tuple[float, float]] = {}
+        #: Executors given up while their agent was away (executor id -> agent id):
+        #: stopped on the first sign that the agent is back (an update or an answer
+        #: from it, an offer), since their own tasks may never report again.
+        self.given_up: dict[str, str] = {}
         cfg = self.config
         self.reconciliation = Reconciliation(
             cfg.reconcile_backoff_s, cfg.reconcile_backoff_max_s, cfg.implicit_reconcile_s
@@ -419,6 +431,8 @@ class SchedulerState:
             cpus, mem = latest.get(offer.agent_id, (0.0, 0.0))
             latest[offer.agent_id] = (max(cpus, offer.cpus), max(mem, offer.mem_mb))
         self.offered.update(latest)
+        for agent_id in latest:
+            self._stop_given_up(agent_id, out)
         for offer in ev.offers:
             tasks = self._place(offer, ev.now, out)
             if tasks:
@@ -555,6 +569,8 @@ class SchedulerState:
     # --- status updates --------------------------------------------------------------
     def _status(self, ev: TaskStatus, out: list[Command]) -> None:
         self.reconciliation.answered(ev.task_id, ev.state)
+        if ev.agent_id and ev.state != "TASK_UNREACHABLE":
+            self._stop_given_up(ev.agent_id, out)
         run_id = self.task_run.get(ev.task_id)
         run = self.runs.get(run_id) if run_id else None
         if run is None or ev.task_id not in run.batches:
@@ -563,7 +579,9 @@ class SchedulerState:
             if (ev.executor_id and ev.agent_id and ev.state != "TASK_UNREACHABLE"
                     and ev.executor_id not in self.executor_run):  # fmt: skip
                 # An executor given up for (its agent came back late): it goes too.
-                out.append(StopExecutor(ev.executor_id, ev.agent_id))
+                stop = StopExecutor(ev.executor_id, ev.agent_id)
+                if stop not in out:
+                    out.append(stop)
             return
         batch = run.batches[ev.task_id]
         ex = run.executors.get(batch.executor_id)
@@ -577,6 +595,12 @@ class SchedulerState:
                 self._reconcile({batch.task_id: agent}, ev.now, out)
             return
         batch.unreachable_since = None
+        if ev.state in ENDED_ON_THE_AGENT and ev.reason == "REASON_RECONCILIATION":
+            # The master's word, without the executor's report (how far it got): that
+            # comes in the executor's own update, which its agent sends until acknowledged.
+            if batch.ended_since is None:
+                batch.ended_since = ev.now
+            return
         data = ev.data or {}
         if isinstance(data.get("next"), int):
             batch.next = max(batch.next, min(data["next"], batch.range.stop))
@@ -600,6 +624,13 @@ class SchedulerState:
             if _infrastructure(ev):
                 self._drop_if_never_launched(run, ex)
             self._check_complete(run, ev.now, out)
+
+    def _stop_given_up(self, agent_id: str, out: list[Command]) -> None:
+        """The agent is back: stop the executors given up there."""
+        for executor_id, on in list(self.given_up.items()):
+            if on == agent_id:
+                del self.given_up[executor_id]
+                out.append(StopExecutor(executor_id, agent_id))
 
     def _drop_if_never_launched(self, run: RunTrack, ex: ExecutorState | None) -> None:
         """An executor whose every task was refused before it started (an invalid or
@@ -790,7 +821,7 @@ class SchedulerState:
             out.append(ask)
         self._maybe_suppress(out)  # again, in case a REVIVE or SUPPRESS failed
         for run in list(self.runs.values()):
-            self._unreachable_too_long(run, now, out)
+            self._waited_too_long(run, now, out)
             if run.info.run_id not in self.runs:
                 continue
             self._check_complete(run, now, out)  # a completion check to try again
@@ -816,24 +847,41 @@ class SchedulerState:
                 )
                 self._live(run, out)
 
-    def _unreachable_too_long(self, run: RunTrack, now: float, out: list[Command]) -> None:
-        """Batches whose agent has stayed away past the grace run again elsewhere; if the
+    def _waited_too_long(self, run: RunTrack, now: float, out: list[Command]) -> None:
+        """Batches whose agent has stayed away past the grace, or whose end the master
+        told but whose report has not come for ``report_wait_s``, run again; if the
         agent comes back, their tasks are unknown and get killed."""
-        grace = self.config.unreachable_grace_s
+        config = self.config
         for batch in list(run.batches.values()):
-            since = batch.unreachable_since
-            if since is None or now - since <= grace:
+            if batch.unreachable_since is not None:
+                since, wait, state = (
+                    batch.unreachable_since,
+                    config.unreachable_grace_s,
+                    "TASK_UNREACHABLE",
+                )
+                why = f"its agent has been unreachable for {now - since:.0f} s"
+            elif batch.ended_since is not None:
+                since, wait, state = batch.ended_since, config.report_wait_s, "TASK_UNKNOWN"
+                why = f"ended, its executor's report not received in {now - since:.0f} s"
+            else:
+                continue
+            if now - since <= wait:
                 continue
             ex = run.executors.get(batch.executor_id)
-            why = f"its agent has been unreachable for {now - since:.0f} s"
-            ev = TaskStatus(batch.task_id, "TASK_UNREACHABLE", now, message=why,
+            ev = TaskStatus(batch.task_id, state, now, message=why,
                             executor_id=batch.executor_id)  # fmt: skip
             self._batch_ended(run, batch, ex, ev, {}, out)
+            if state == "TASK_UNREACHABLE" and ex is not None and ex.agent_id:
+                # Still asked about: the master's answer once the agent is back is the
+                # sign that stops the executor given up (below).
+                self._reconcile({batch.task_id: ex.agent_id}, now, out)
             if run.info.run_id not in self.runs:
                 return
             if ex is not None and not ex.tasks:  # its place goes to a new executor
                 run.executors.pop(ex.executor_id, None)
                 self.executor_run.pop(ex.executor_id, None)
+                if ex.agent_id:
+                    self.given_up[ex.executor_id] = ex.agent_id
 
     def _agent_lost(self, agent_id: str, now: float, out: list[Command]) -> None:
         """An agent is removed or unreachable. Its tasks' own updates (TASK_UNREACHABLE,

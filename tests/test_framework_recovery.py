@@ -99,7 +99,7 @@ def test_a_removed_framework_is_registered_anew_and_its_run_finishes(tmp_path: P
               30, "the master to remove the framework")  # fmt: skip
 
         second = SchedulerService(store, master, launch, None, config, failover_timeout_s=60)
-        second.start()
+        second.start(resuming=True)
         try:
             new_id = second.framework.framework_id
             assert new_id and new_id != old_id

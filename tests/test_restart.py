@@ -34,7 +34,11 @@ def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-unty
         time.sleep(0.1)
 
 
-def test_restarted_scheduler_resumes_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gap_s", [0.0, 3.0], ids=["at-once", "after-the-batches-ended"])
+def test_restarted_scheduler_resumes_the_run(tmp_path: Path, gap_s: float) -> None:
+    """``after-the-batches-ended``: the batches in flight end while no scheduler is
+    there; their updates, sent again at the new subscription, must end those batches
+    (not look like a stranger's and have them reported gone and run again)."""
     store = open_store(f"sqlite:///{tmp_path / 'ancho.db'}")
     spec = spec_from_data(
         {
@@ -61,9 +65,10 @@ def test_restarted_scheduler_resumes_the_run(tmp_path: Path) -> None:
         in_flight = store.list_batches(run.id)
         assert in_flight, "batches in flight were persisted"
         assert store.get_run(run.id).state in ("STAGING", "RUNNING")
+        time.sleep(gap_s)  # 50 sequences of 10 ms: every batch in flight ends meanwhile
 
         second = SchedulerService(store, master, launch, job, config, failover_timeout_s=60)
-        second.start()
+        second.start(resuming=True)
         try:
             assert second.framework.framework_id == framework_id  # re-subscribed, same id
             assert second.resume_active() == [run.id]
@@ -82,3 +87,5 @@ def test_restarted_scheduler_resumes_the_run(tmp_path: Path) -> None:
     summary = store.get_summary(run.id)
     assert summary is not None and summary["outputs"]["u"]["count"] == 600
     assert store.list_batches(run.id) == []
+    again = [e.message for e in store.iter_events(run.id) if "runs again" in e.message]
+    assert again == [], again

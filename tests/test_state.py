@@ -575,6 +575,30 @@ def test_lost_agent_waits_out_the_grace_then_runs_its_batches_again_elsewhere() 
     assert of(late, StopExecutor) == [StopExecutor(on_a1[0].executor_id, "a1")]
 
 
+def test_an_executor_given_up_that_never_reports_is_stopped_once_its_agent_answers() -> None:
+    """Its batches ended on the agent while it was away and their updates were lost:
+    the tasks given up are still reconciled, and the first word from the agent (here
+    the master's answer) gets their executor stopped."""
+    info = run_info(sequences=100, cpus=1.0)
+    state = SchedulerState(SchedulerConfig(fixed_batch=10, unreachable_grace_s=30.0))
+    state.handle(Submit(info, 0.0))
+    mine = tasks_of(state.handle(offers(offer("a1", cpus=1.0))))
+    for t in mine:
+        state.handle(running(t, agent="a1"))
+    state.handle(AgentLost("a1", 1.0))
+    cmds = state.handle(Tick(32.5))  # past the grace: its batches run elsewhere
+    assert {t for t, _ in of(cmds, Reconcile)[0].tasks} == {t.task_id for t in mine}
+    assert state.given_up == {mine[0].executor_id: "a1"}
+    # The master's answer names no executor (the task is unknown to it now): the
+    # answer is still the sign that the agent is back.
+    answer = TaskStatus(mine[0].task_id, "TASK_GONE", 40.0, "REASON_RECONCILIATION",
+                        "Reconciliation: Task is unknown to the agent", agent_id="a1")  # fmt: skip
+    stop = of(state.handle(answer), StopExecutor)
+    assert stop == [StopExecutor(mine[0].executor_id, "a1")]
+    assert mine[0].task_id not in state.reconciliation.waiting and state.given_up == {}
+    assert not of(state.handle(offers(offer("a1"), now=41.0)), StopExecutor)
+
+
 def test_unreachable_then_running_again_runs_nothing_twice() -> None:
     config = SchedulerConfig(fixed_batch=10, unreachable_grace_s=30.0)
     state, tasks = started(run_info(sequences=100), config)
@@ -590,6 +614,29 @@ def test_unreachable_then_running_again_runs_nothing_twice() -> None:
         cmds = state.handle(Tick(now))
         assert not of(cmds, SaveBatch) and not state.runs["r1"].pending
     assert set(state.runs["r1"].batches) == {t.task_id for t in tasks}
+
+
+def test_an_end_the_master_reconciles_waits_for_the_executors_own_report() -> None:
+    """TASK_FINISHED from reconciliation says the task ended, not how far it got: the
+    batch waits for the executor's update (its agent sends it until acknowledged), and
+    runs again only when that report stays away past ``report_wait_s``."""
+    config = SchedulerConfig(fixed_batch=10, report_wait_s=60.0)
+    state, tasks = started(run_info(sequences=100), config)
+    for t in tasks:
+        state.handle(running(t, next=t.range.start + 4, ok=4, failed=0))
+    first, second = tasks[0], tasks[1]
+    for t in (first, second):
+        said = TaskStatus(t.task_id, "TASK_FINISHED", 1.0, "REASON_RECONCILIATION",
+                          "Reconciliation: Latest task state", agent_id="a1")  # fmt: skip
+        assert not of(state.handle(said), SaveBatch)
+    assert set(state.runs["r1"].batches) == {first.task_id, second.task_id}
+    state.handle(finished(first, now=5.0))  # the executor's own update, its report in
+    assert first.task_id not in state.runs["r1"].batches
+    assert not of(state.handle(Tick(30.0)), SaveBatch) and not state.runs["r1"].pending
+    cmds = state.handle(Tick(62.0))  # no report from the second's executor
+    r = second.range
+    assert list(state.runs["r1"].pending) == [Range(r.start + 4, r.stop, r.attempt)]
+    assert of(cmds, WriteFailed) == []
 
 
 @pytest.mark.parametrize(

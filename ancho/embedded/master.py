@@ -164,8 +164,8 @@ class Master:
 
     def agent_reregistered(self, record: AgentRecord, old: AgentRecord | None) -> None:
         """A known agent re-registered with what it runs now: what it no longer has is
-        gone (TASK_LOST, or TASK_GONE for PARTITION_AWARE frameworks; FAILURE for
-        executors), as Mesos reconciles a re-registering agent."""
+        gone (TASK_LOST, or TASK_GONE for PARTITION_AWARE frameworks), as Mesos
+        reconciles a re-registering agent."""
         if old is not None:
             for (framework_id, task_id), task in old.tasks.items():
                 if (framework_id, task_id) in record.tasks:
@@ -184,14 +184,9 @@ class Master:
                 framework.tasks.pop(task_id, None)
                 framework.completed_tasks.append(task)
                 framework.send(event("UPDATE", {"status": status}))
-            for framework_id, executor_id in old.executors:
-                framework = self._frameworks.get(framework_id)
-                if (framework_id, executor_id) not in record.executors and framework:
-                    body = {
-                        "agent_id": {"value": record.agent_id},
-                        "executor_id": {"value": executor_id},
-                    }
-                    framework.send(event("FAILURE", body))
+            # Executors it no longer has are dropped from the books without a FAILURE
+            # event: Mesos sends one only with the exit status an agent reports, and
+            # schedulers (pymesos) read the status of every executor FAILURE.
         self._unreachable.discard(record.agent_id)
         self.add_agent(record)
 
