@@ -53,16 +53,26 @@ class MasterType(click.ParamType):  # type: ignore[type-arg]
         if text == "embedded":
             return text
         if text.startswith("zk://"):
-            from .embedded.election import ZkUrl
-
-            try:
-                return str(ZkUrl.parse(text))
-            except ValueError as exc:
-                self.fail(str(exc), param, ctx)
+            return ZkType().convert(text, param, ctx)
         host, _, port = text.rpartition(":")
         if host and port.isdigit() and 0 < int(port) < 65536 and "/" not in text:
             return text
         self.fail(f"{text!r} is not embedded, HOST:PORT or zk://HOSTS/PATH", param, ctx)
+
+
+class ZkType(click.ParamType):  # type: ignore[type-arg]
+    """``--zk``: ``zk://HOST:PORT[,…]/PATH``."""
+
+    name = "ZK_URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Check the form; ZooKeeper itself is reached later."""
+        from .embedded.election import ZkUrl
+
+        try:
+            return str(ZkUrl.parse(str(value)))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _store(url: str | None) -> Store:
@@ -210,9 +220,12 @@ def submit(
               show_default=True, metavar="URL",
               help="Where Spark jobs (recomputed summaries) run: local[*] or spark://HOST:PORT"
                    " (or ANCHO_SPARK_MASTER).")  # fmt: skip
+@click.option("--zk", type=ZkType(), metavar="zk://HOSTS/PATH",
+              help="Elect the scheduling server among all given this URL; the others"
+                   " serve the API and stand by.")  # fmt: skip
 def server(
     master: str, store_url: str | None, bind: str, principal: str | None,
-    secret_file: str | None, spark_master: str,
+    secret_file: str | None, spark_master: str, zk: str | None,
 ) -> None:  # fmt: skip
     """Run the scheduler and the REST API (until SIGTERM; runs carry on after a restart)."""
     from .extras import require
@@ -224,7 +237,7 @@ def server(
 
     logging.getLogger("ancho").setLevel(os.environ.get("ANCHO_LOG_LEVEL", "INFO").upper())
     serve(ServerOptions(master=master, store_url=store_url, bind=bind, credential=credential,
-                        spark_master=spark_master))  # fmt: skip
+                        spark_master=spark_master, zk=zk))  # fmt: skip
 
 
 @cli.command("list")

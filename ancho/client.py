@@ -90,6 +90,10 @@ class Client:
             return json.load(resp)
 
     # --- the API ------------------------------------------------------------------------
+    def healthz(self) -> dict[str, Any]:
+        """``{"status": "ok", "role": "leader"|"standby"}``: whether this server schedules."""
+        return dict(self._json("GET", "/healthz"))
+
     def upload_model(self, folder_or_tarball: Path) -> str:
         """Upload a model folder (packed here) or ``.tar.gz``; its ``sha256:`` source."""
         data = (folder_or_tarball.read_bytes() if folder_or_tarball.is_file()

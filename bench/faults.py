@@ -1,8 +1,10 @@
 """Fault injection figures (not a test): what each kind of fault costs a run, and a
 long run that takes a seeded schedule of faults.
 
-On ``ancho cluster`` (3 masters, 3 agents of 1 cpu, ZooKeeper) with ``ancho server``
-and a SQLite store (``ancho.cluster.nemesis.FaultWorld``), in one invocation:
+On ``ancho cluster`` (3 masters, 3 agents of 1 cpu, ZooKeeper, a 3-node Cassandra ring
+at replication factor 3 and QUORUM) with two ``ancho server --zk`` (one leads, one
+stands by) storing into the ring (``ancho.cluster.nemesis.FaultWorld``), in one
+invocation:
 
 1. an undisturbed run of the deterministic model (tests/models/slow): its wall time,
    the SHA-256 of ``ancho results RUN --format jsonl`` and its summary, the baseline;
@@ -14,7 +16,7 @@ and a SQLite store (``ancho.cluster.nemesis.FaultWorld``), in one invocation:
    injected, sequences lost and duplicated in the export, results and summary equal.
 
 Prints a Markdown report (paste it into docs/benchmarks.md). Usage:
-``python bench/faults.py [--faults 20] [--seed 7] [--sequences 300] [--long 2400]``
+``python bench/faults.py [--faults 20] [--seed 7] [--sequences 300] [--long 12000]``
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import time
 from pathlib import Path
 
 from ancho.cluster.nemesis import KINDS, Fault, FaultWorld, schedule
-from ancho.store import open_store
 
 MODEL = Path(__file__).resolve().parent.parent / "tests" / "models" / "slow"
 SLEEP_S = 0.04
@@ -74,10 +75,11 @@ def main() -> None:
     parser.add_argument("--faults", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sequences", type=int, default=300)
-    parser.add_argument("--long", type=int, default=2400, help="sequences of the long run")
+    parser.add_argument("--long", type=int, default=12000, help="sequences of the long run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ancho-faults-") as tmp:
-        world = FaultWorld(Path(tmp), log=lambda line: print("  " + line, file=sys.stderr))
+        world = FaultWorld(Path(tmp), cassandra=3,
+                           log=lambda line: print("  " + line, file=sys.stderr))  # fmt: skip
         world.start()
         try:
             report(world, args)
@@ -94,7 +96,8 @@ def report(world: FaultWorld, args: argparse.Namespace) -> None:
     base_sha, base_summary = world.results_sha256(base_id), world.summary_outputs(base_id)
     print(f"# Fault injection ({time.strftime('%Y-%m-%d')})\n")
     print(f"Model: {n} sequences of tests/models/slow at {SLEEP_S * 1000:.0f} ms each, on 3 "
-          "agents of 1 cpu, 3 masters; ancho server; SQLite.\n")  # fmt: skip
+          "agents of 1 cpu, 3 masters; two ancho servers (--zk); a 3-node Cassandra ring"
+          " (RF 3, QUORUM).\n")  # fmt: skip
     print(f"Undisturbed run (the baseline): {base_wall:.1f} s.\n")
     print(
         "| fault | what it hit | progress again after | run wall (baseline "
@@ -117,7 +120,7 @@ def report(world: FaultWorld, args: argparse.Namespace) -> None:
             f"| {kind} | {injected.target} | {again} | {wall:.1f} s | "
             f"{world.relaunched(run_id)} | {'yes' if same else 'NO: ' + str(run)} |"
         )
-        world.restart_dead_agents()
+        world.restart_dead()
     combined(world, args, seed, base_wall)
 
 
@@ -137,12 +140,12 @@ def combined(world: FaultWorld, args: argparse.Namespace, seed: int, base_wall: 
             time.sleep(0.05)
         if world.stored(run_id)["done"]:
             break
-        world.restart_dead_agents()  # a machine killed earlier is back
+        world.restart_dead()  # a machine killed earlier is back
         world.inject(fault, run_id)
         injected += 1
     run, wall = _finish(world, run_id, started)
     lost, duplicated = _export_counts(world, run_id, n)
-    counts = open_store(world.store_url).count_results(run_id)
+    counts = world.store().count_results(run_id)
     same = (
         world.results_sha256(run_id) == base_sha and world.summary_outputs(run_id) == base_summary
     )

@@ -333,3 +333,15 @@ def test_with_cassandra_each_users_runs_live_in_their_keyspace(
     for url in (added[b]["store"], cassandra_url):
         other = ancho("status", rid, "--store", url, cwd=tmp_path)
         assert other.code == 2 and "no run" in other.stderr
+
+
+def test_zk_flag_is_checked_before_anything_starts(tmp_path: Path) -> None:
+    """``--zk`` must be a zk:// URL, and needs a Mesos master: an embedded master dies
+    with its server, so no standby could take over from it."""
+    env = {**os.environ, "ANCHO_STORE": f"sqlite:///{tmp_path / 'a.db'}"}
+    bad = ancho("server", "--zk", "http://127.0.0.1:2181/ancho", cwd=tmp_path, env=env)
+    assert bad.code == 2 and "--zk" in bad.stderr and "zk://" in bad.stderr
+    embedded = ancho("server", "--zk", "zk://127.0.0.1:1/ancho", "--bind", "127.0.0.1:0",
+                     cwd=tmp_path, env=env, timeout=60)  # fmt: skip
+    assert embedded.code == 2 and "--zk needs a Mesos master" in embedded.stderr
+    assert "Traceback" not in bad.stderr + embedded.stderr

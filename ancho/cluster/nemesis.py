@@ -1,11 +1,13 @@
 """A nemesis for the development cluster, and the world it attacks.
 
 :class:`FaultWorld` is ``ancho cluster`` (ZooKeeper, masters, agents as processes on
-their own loopback addresses) with an ``ancho server`` on it, a user, and a store. A
-run of a deterministic model goes through the server while :meth:`FaultWorld.inject`
+their own loopback addresses, optionally a Cassandra ring) with ``ancho server`` processes on
+it that elect their leader through the same ZooKeeper (``--zk``), a user, and a store.
+A run of a deterministic model goes through a server while :meth:`FaultWorld.inject`
 does what clusters do: SIGKILL an executor, an agent (restarted on its work directory
-or not), the leading master or the server (restarted later), partition an agent from
-the masters, stop ZooKeeper. :func:`schedule` draws faults from a seed.
+or not), the leading master, the leading server with a standby present, or every
+server (restarted later); partition an agent from the masters; stop ZooKeeper; SIGKILL
+a Cassandra node and restart it. :func:`schedule` draws faults from a seed.
 
 Used by ``tests/test_faults.py`` (the checks) and ``bench/faults.py`` (the figures).
 """
@@ -38,15 +40,20 @@ KINDS = (
     "agent-restart",  # SIGKILL an agent and restart it on its work directory
     "master",  # SIGKILL the leading master (restarted after a while, as a standby)
     "partition",  # cut an agent off the masters for longer than the ping timeout
-    "server",  # SIGKILL the ancho server, restarted later (no standby)
+    "server-leader",  # SIGKILL the leading ancho server: a standby takes over
+    "server",  # SIGKILL every ancho server (no standby left), restarted later
     "zookeeper",  # stop ZooKeeper for a while, then start it again
+    "cassandra",  # SIGKILL a Cassandra node of the ring, restarted later
 )
 
 #: The agents' ping timeout here (0.5 s x 4) and how long a partition or an outage lasts.
 PING_TIMEOUT_S, PING_TIMEOUTS = 0.5, 4
 #: Executors of a dead agent end after this (Mesos' --recovery_timeout, 15 min by default).
 RECOVERY_TIMEOUT_S = 10.0
-OUTAGE_S = {"partition": 4.0, "server": 3.0, "zookeeper": 10.0, "master": 3.0}
+#: How long a supervisor watches for masters and servers to exit after ZooKeeper is back.
+SUPERVISE_S = 8.0
+OUTAGE_S = {"partition": 4.0, "server": 3.0, "zookeeper": 10.0, "master": 3.0,
+            "cassandra": 5.0}  # fmt: skip
 _BATCH_LINE = re.compile(r"batch (\d+)\.\.(\d+) (?:runs again|will be retried)")
 
 
@@ -92,24 +99,30 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class FaultWorld:
-    """``ancho cluster`` with an ``ancho server`` on it and one user (all under
-    ``folder``, on loopback); a SQLite store the executors and the server share."""
+    """``ancho cluster`` with ``servers`` ``ancho server`` processes on it and one user, all under
+    ``folder``, on loopback. The store is ``store_url`` (the executors and the servers
+    share it), the cluster's own ``cassandra``-node ring when one is asked for, or a
+    SQLite file."""
 
     folder: Path
     agents: int = 3
     masters: int = 3
     cpus: float = 1.0
     grace_s: float = 3.0
+    servers: int = 2
+    cassandra: int = 0
+    store_url: str | None = None
+    user: str = "nemo"
     cluster: Cluster = field(init=False)
-    store_url: str = field(init=False)
     token: str = ""
-    server_url: str = ""
-    server: subprocess.Popen[str] | None = None
+    #: The user's own store (their keyspace, on Cassandra), where their runs live.
+    user_store_url: str = ""
+    running: dict[int, tuple[subprocess.Popen[str], str]] = field(default_factory=dict)
     log: Callable[[str], None] = field(default=lambda line: None)
+    _store: Any = None
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.store_url = f"sqlite:///{self.folder / 'ancho.db'}"
         layout = Layout(zk_port=free_port(), master_port=free_port(), agent_port=free_port(),
                         containerizers="process", agent_ping_timeout_s=PING_TIMEOUT_S,
                         max_agent_ping_timeouts=PING_TIMEOUTS,
@@ -119,49 +132,109 @@ class FaultWorld:
     # --- the world -----------------------------------------------------------------
     def start(self) -> FaultWorld:
         self.cluster.start(agents=self.agents, masters=self.masters, cpus=self.cpus,
-                           mem_mb=1024)  # fmt: skip
+                           mem_mb=1024, cassandra=self.cassandra)  # fmt: skip
+        if self.cassandra:
+            self.store_url = str(self.cluster.status()["cassandra"]["url"])
+        elif self.store_url is None:
+            self.store_url = f"sqlite:///{self.folder / 'ancho.db'}"
         from ..store import open_store
         from ..users import add_user
 
-        self.token = str(add_user(open_store(self.store_url), "nemo")["token"])
-        self.start_server()
+        admin = open_store(self.store_url)
+        try:
+            user = add_user(admin, self.user)
+        finally:
+            admin.close()
+        self.token, self.user_store_url = str(user["token"]), str(user["store"])
+        for slot in range(self.servers):
+            self.start_server(slot)
+        self.wait_leader()
         return self
 
-    def start_server(self, timeout_s: float = 90.0) -> None:
-        """``ancho server`` on the cluster's master, on a fresh port (resuming runs)."""
+    @property
+    def servers_zk(self) -> str:
+        """Where the servers elect their leader: the cluster's ZooKeeper, ``/ancho``."""
+        return self.cluster.zk_url.rsplit("/", 1)[0] + "/ancho"
+
+    def start_server(self, slot: int) -> None:
+        """``ancho server --zk`` on the cluster's master, on a fresh port (in ``slot``)."""
         env = {k: v for k, v in os.environ.items()
                if k not in ("ANCHO_SERVER", "ANCHO_TOKEN")}  # fmt: skip
-        env.update(ANCHO_STORE=self.store_url, ANCHO_UNREACHABLE_GRACE_S=str(self.grace_s))
+        env.update(ANCHO_STORE=str(self.store_url), ANCHO_UNREACHABLE_GRACE_S=str(self.grace_s))
         ancho = str(Path(sys.executable).parent / "ancho")
-        self.server = subprocess.Popen(
-            [ancho, "server", "--master", self.cluster.zk_url, "--bind", "127.0.0.1:0"],
+        log = self.folder / f"server-{slot}.log"
+        proc = subprocess.Popen(
+            [ancho, "server", "--master", self.cluster.zk_url, "--zk", self.servers_zk,
+             "--bind", "127.0.0.1:0"],
             cwd=self.folder, env=env, stdout=subprocess.PIPE, text=True,
-            stderr=(self.folder / "server.log").open("a"), start_new_session=True,
+            stderr=log.open("a"), start_new_session=True,
         )  # fmt: skip
-        assert self.server.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        line = self.server.stdout.readline()
-        if "listening on" not in line or time.monotonic() > deadline:
-            self.server.kill()
-            tail = (self.folder / "server.log").read_text()[-3000:]
-            raise RuntimeError(f"ancho server did not start: {line!r}\n{tail}")
-        self.server_url = line.split("listening on ", 1)[1].split()[0]
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once bound (or empty: it exited)
+        if "listening on" not in line:
+            proc.kill()
+            raise RuntimeError(f"ancho server did not start: {line!r}\n{log.read_text()[-3000:]}")
+        self.running[slot] = (proc, line.split("listening on ", 1)[1].split()[0])
 
-    def kill_server(self) -> None:
-        """SIGKILL the server (its whole process group)."""
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGKILL)
-            self.server.wait()
+    def role(self, url: str) -> str | None:
+        """``leader`` or ``standby`` (its ``/healthz``), None when it does not answer."""
+        try:
+            return str(Client(url, None).healthz().get("role"))
+        except Exception:
+            return None
+
+    def leader(self) -> int | None:
+        """The slot of the server that leads (None: none does now)."""
+        for slot, (proc, url) in self.running.items():
+            if proc.poll() is None and self.role(url) == "leader":
+                return slot
+        return None
+
+    def wait_leader(self, timeout_s: float = 90.0) -> float:
+        """Seconds until a server leads."""
+        start = time.monotonic()
+        while self.leader() is None:
+            if time.monotonic() - start > timeout_s:
+                raise RuntimeError(f"no ancho server leads after {timeout_s:g} s")
+            time.sleep(0.1)
+        return time.monotonic() - start
+
+    @property
+    def server_url(self) -> str:
+        """A live server's URL (any serves every request)."""
+        live = [url for proc, url in self.running.values() if proc.poll() is None]
+        if not live:
+            raise RuntimeError("no ancho server is running")
+        return live[0]
+
+    def kill_server(self, slot: int) -> None:
+        """SIGKILL a server (its whole process group)."""
+        proc, _ = self.running.pop(slot)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, killing runs it holds) and the cluster."""
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill_server()
+        """Stop the servers (SIGTERM), the store connection and the cluster."""
+        for slot, (proc, _) in list(self.running.items()):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    self.kill_server(slot)
+        self.running.clear()
+        if self._store is not None:
+            self._store.close()
         self.cluster.stop()
+
+    def store(self) -> Any:
+        """The user's store (one connection, kept)."""
+        if self._store is None:
+            from ..store import open_store
+
+            self._store = open_store(self.user_store_url)
+        return self._store
 
     def client(self) -> Client:
         return Client(self.server_url, self.token)
@@ -177,9 +250,7 @@ class FaultWorld:
 
     def stored(self, run_id: str) -> dict[str, Any]:
         """The run as the store has it (readable while the server is away)."""
-        from ..store import open_store
-
-        record = open_store(self.store_url).get_run(run_id)
+        record = self.store().get_run(run_id)
         return {"state": record.state, "ok": record.ok, "failed": record.failed,
                 "reason": record.reason, "done": record.done}  # fmt: skip
 
@@ -207,9 +278,7 @@ class FaultWorld:
     def relaunched(self, run_id: str) -> int:
         """Sequences launched again after a fault (from the scheduler's log): an upper
         bound on the sequences computed twice (some had not run yet)."""
-        from ..store import open_store
-
-        lines = (e.message for e in open_store(self.store_url).iter_events(run_id))
+        lines = (e.message for e in self.store().iter_events(run_id))
         return sum(int(b) - int(a) + 1 for m in lines for a, b in _BATCH_LINE.findall(m))
 
     def executors(self) -> list[int]:
@@ -249,16 +318,45 @@ class FaultWorld:
             time.sleep(OUTAGE_S["master"])
             cluster.kill("master", member.address, restart=True)  # back as a standby
             return f"leading master {leader}"
+        if kind == "server-leader":
+            slot = self.leader()
+            if slot is None or len(self.running) < 2:
+                return "no leading server with a standby"
+            self.kill_server(slot)
+            took = self.wait_leader()
+            self.start_server(slot)  # back, as a standby
+            return f"leading ancho server (a standby led after {took:.1f} s)"
         if kind == "server":
-            self.kill_server()
+            slots = sorted(self.running)
+            for slot in slots:
+                self.kill_server(slot)
             time.sleep(OUTAGE_S["server"])
-            self.start_server()
-            return "ancho server (restarted)"
+            for slot in slots:
+                self.start_server(slot)
+            return f"every ancho server ({len(slots)}; restarted)"
         if kind == "zookeeper":
             cluster.kill("zookeeper")
             time.sleep(OUTAGE_S["zookeeper"])
             cluster.kill("zookeeper", restart=True)
-            return f"zookeeper for {OUTAGE_S['zookeeper']:g} s"
+            # Masters and servers whose sessions expired meanwhile exit, as Mesos' do:
+            # their supervisor starts them again.
+            restarted: list[str] = []
+            until = time.monotonic() + SUPERVISE_S
+            while time.monotonic() < until:
+                restarted += self.restart_dead(agents=False)
+                time.sleep(0.5)
+            self.wait_leader()
+            again = f"; restarted {', '.join(restarted)}" if restarted else ""
+            return f"zookeeper for {OUTAGE_S['zookeeper']:g} s{again}"
+        if kind == "cassandra":
+            nodes = cluster.of("cassandra")
+            if not nodes:
+                return "no Cassandra ring"
+            node = random.choice(nodes)
+            cluster.kill("cassandra", node.address)
+            time.sleep(OUTAGE_S["cassandra"])
+            cluster.kill("cassandra", node.address, restart=True)
+            return f"cassandra node {node.address} for {OUTAGE_S['cassandra']:g} s"
         raise ValueError(f"unknown fault {kind!r}: one of {', '.join(KINDS)}")
 
     def _busy_agent(self) -> str | None:
@@ -274,12 +372,25 @@ class FaultWorld:
     def _agent_folder(self, address: str) -> str:
         return next(m.folder for m in self.cluster.of("agent") if m.address == address)
 
-    def restart_dead_agents(self) -> None:
-        """Start again the agents a fault left dead (the machine back after a repair), on
-        their work directories."""
-        for member in self.cluster.of("agent"):
+    def restart_dead(self, agents: bool = True) -> list[str]:
+        """What a supervisor does: start again the masters and servers that exited, and
+        (``agents``) the agents a fault left dead, the machine back after a repair, on
+        their work directories. What it restarted."""
+        restarted = []
+        for member in self.cluster.of("master") + (self.cluster.of("agent") if agents else []):
             if not alive(member.pid):
-                self.cluster.kill("agent", member.address, restart=True)
+                self.cluster.kill(member.role, member.address, restart=True)
+                restarted.append(f"{member.role} {member.address}")
+        for slot, (proc, _) in sorted(self.running.items()):
+            if proc.poll() is not None:
+                del self.running[slot]
+                self.start_server(slot)
+                restarted.append(f"server {slot}")
+        if restarted and self.cluster.leader() is None:
+            deadline = time.monotonic() + 30
+            while self.cluster.leader() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+        return restarted
 
 
 def _is_executor(pid: int) -> bool:

@@ -30,6 +30,8 @@ class ServerContext:
     #: The built-in statistics of an ended run, recomputed by the Spark job.
     recompute: Callable[[RunRecord], dict[str, Any]] = lambda _run: {}
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    #: Whether this server runs the scheduler (False: a standby, see ``leadership``).
+    leading: bool = True
     follow_poll_s: float = 0.25
     _rate: tuple[float, int, float] = (0.0, 0, 0.0)  # (when, sequences done, per second)
     _tokens: dict[str, UserRecord] = field(default_factory=dict)

@@ -17,8 +17,8 @@ _STATES = ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED", "FAILED", 
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """The process answers."""
-    return jsonify({"status": "ok"})
+    """The process answers, and says whether it schedules (``leader``) or stands by."""
+    return jsonify({"status": "ok", "role": "leader" if context().leading else "standby"})
 
 
 @bp.get("/api/v1/openapi.json")
@@ -52,6 +52,9 @@ def metrics() -> Response:
         "# HELP ancho_active_runs_sequences_remaining Sequences not yet stored of active runs.",
         "# TYPE ancho_active_runs_sequences_remaining gauge",
         f"ancho_active_runs_sequences_remaining {remaining}",
+        "# HELP ancho_leader 1 when this server schedules, 0 when it stands by.",
+        "# TYPE ancho_leader gauge",
+        f"ancho_leader {int(context().leading)}",
         "# HELP ancho_executors_running Executors the scheduler holds.",
         "# TYPE ancho_executors_running gauge",
         f"ancho_executors_running {stats.get('executors_running', 0):g}",
