@@ -405,14 +405,15 @@ def logs(run_id: str, store_url: str | None, server_flag: str | None, follow: bo
         for ev in client.logs(run_id, follow):
             click.echo(_log_line(ev["ts"], ev["source"], ev["level"], ev["message"]))
         return
+    from .store.follow import EventFollower
+
     store = _store(store_url)
     store.get_run(run_id)
-    last = 0
+    lines = EventFollower(store, run_id)
     while True:
         done = store.get_run(run_id).done  # read before the events: none is missed
-        for ev in store.iter_events(run_id, last):
+        for ev in lines.poll():
             click.echo(_log_line(ev.ts, ev.source, ev.level, ev.message))
-            last = ev.id
         if not follow or done:
             return
         time.sleep(0.25)

@@ -474,3 +474,29 @@ def test_partials_put_replace_list(store: Store) -> None:
     }
     assert list(store.list_partials("r1")) == [0, 2]
     assert store.list_partials("other") == {}
+
+
+def test_a_follower_gets_a_line_stored_after_a_later_one(cassandra_url: str) -> None:
+    """Cassandra's log ids are writers' clocks: a line from a writer whose clock is 5 s
+    behind lands below the lines a follower has read, and must still reach it, once."""
+    from ancho.store.follow import EventFollower
+
+    store = open_store(cassandra_url)
+    try:
+        with_run(store, "r1")
+        store.append_events("r1", [("scheduler", "info", "first")])
+        lines = EventFollower(store, "r1")
+        (first,) = lines.poll()
+        assert first.message == "first" and lines.poll() == []
+        late_id = first.id - 5 * 10**9  # 5 s earlier by the late writer's clock
+        store.session.execute(  # type: ignore[attr-defined]
+            f"INSERT INTO {store.config.keyspace}.events (run_id, id, ts, source, level,"  # type: ignore[attr-defined]
+            " message) VALUES (%s, %s, %s, %s, %s, %s)",
+            ("r1", late_id, first.ts - 5, "executor", "info", "late"),
+        )
+        store.append_events("r1", [("scheduler", "info", "next")])
+        assert [e.message for e in lines.poll()] == ["late", "next"]  # oldest id first
+        assert lines.poll() == []  # each line once
+        assert [e.message for e in store.iter_events("r1", first.id)] == ["next"]  # the old way
+    finally:
+        store.close()

@@ -14,6 +14,7 @@ from ..output import csv_lines, iter_lines, run_document, summary_document
 from ..runner import new_run
 from ..spec import spec_from_data
 from ..store import RunRecord
+from ..store.follow import EventFollower
 from .auth import context, current_user, require_user
 
 bp = Blueprint("runs", __name__, url_prefix="/api/v1/runs")
@@ -151,11 +152,11 @@ def get_logs(run_id: str) -> Response:
 def _log_lines(run_id: str, after: int, follow: bool) -> Iterator[bytes]:
     ctx = context()
     store = ctx.store
+    lines = EventFollower(store, run_id, after)
     while True:
         done = store.get_run(run_id).done  # read before the events: none is missed
-        events = store.iter_events(run_id, after)
+        events = lines.poll()
         if events:
-            after = events[-1].id
             yield "".join(json.dumps(_event(e)) + "\n" for e in events).encode()
         if not follow or done:
             return

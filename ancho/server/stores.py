@@ -24,6 +24,7 @@ class RoutingStore(Store):
     def __init__(self, admin: Store) -> None:
         self.admin = admin
         self.url = admin.url
+        self.late_event_ids = admin.late_event_ids  # users' stores are of the admin's kind
         self._lock = threading.Lock()
         self._by_url: dict[str, Store] = {admin.url: admin}
         self._owner_of: dict[str, str] = {}

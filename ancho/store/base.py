@@ -153,6 +153,9 @@ class Store(abc.ABC):
     """What every result store does. Implementations are safe to share between threads."""
 
     url: str
+    #: How far below the highest id seen a log line may still be stored (ids that come
+    #: from writers' clocks): what a follower reads back (:mod:`ancho.store.follow`).
+    late_event_ids: int = 0
 
     # runs ---------------------------------------------------------------
     @abc.abstractmethod

@@ -163,6 +163,11 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
+#: How late (by the writer's clock against the others') a log line may be stored and
+#: still reach a follower.
+LATE_EVENT_S = 30.0
+
+
 def _describe_driver_error(url: str, exc: Exception) -> StoreError:
     """Turn a driver exception into a sentence a person can act on."""
     from cassandra.cluster import NoHostAvailable
@@ -533,6 +538,10 @@ class CassandraStore(Store):
             return None
         summary: dict[str, Any] = json.loads(row.summary)
         return summary
+
+    #: Ids are the writer's clock (in µs x 1000): a line written from a machine whose
+    #: clock is behind, or whose write took a while, lands below lines already read.
+    late_event_ids = int(LATE_EVENT_S * 1_000_000) * 1000
 
     def append_events(self, run_id: str, events: Iterable[tuple[str, str, str]]) -> None:
         """Append log lines; ids are microsecond timestamps with a per-process counter."""
