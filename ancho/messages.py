@@ -13,7 +13,15 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, cast
 
-__all__ = ["Credential", "CredentialRefused", "CredentialRequest", "Message", "Stop", "decode"]
+__all__ = [
+    "BatchReport",
+    "Credential",
+    "CredentialRefused",
+    "CredentialRequest",
+    "Message",
+    "Stop",
+    "decode",
+]
 
 
 class _Message:
@@ -95,3 +103,55 @@ def decode(raw: bytes) -> Message:
         raise ValueError(f"unknown framework message {data['op']!r}")
     message: Message = kind.from_dict(data)
     return message
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """Executor → scheduler, as the data of a batch task's status update (not a framework
+    message: it rides on the update, which Mesos delivers reliably): how far the batch
+    got and what it stored. ``next`` is the first sequence not yet stored; ``elapsed``
+    the batch's seconds (when it finished); ``fatal`` says the model cannot run at all
+    (no retry), with ``error``; ``partials`` the partial statistics of the blocks
+    completed since the last report, by block (as ``ancho.partials`` writes them)."""
+
+    next: int
+    ok: int = 0
+    failed: int = 0
+    elapsed: float | None = None
+    fatal: bool = False
+    error: str | None = None
+    partials: dict[str, Any] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON object sent: counts always, the rest only when set."""
+        data: dict[str, Any] = {"next": self.next, "ok": self.ok, "failed": self.failed}
+        if self.elapsed is not None:
+            data["elapsed"] = self.elapsed
+        if self.fatal:
+            data["fatal"] = True
+        if self.error is not None:
+            data["error"] = self.error
+        if self.partials:
+            data["partials"] = self.partials
+        return data
+
+    @classmethod
+    def from_data(cls, data: Any) -> BatchReport | None:
+        """The report in a status update's data; None when there is none, or it is not
+        one (an executor's bad data moves nothing)."""
+        if not isinstance(data, dict) or not _count(data.get("next")):
+            return None
+        elapsed, error, partials = data.get("elapsed"), data.get("error"), data.get("partials")
+        return cls(
+            next=data["next"],
+            ok=data["ok"] if _count(data.get("ok")) else 0,
+            failed=data["failed"] if _count(data.get("failed")) else 0,
+            elapsed=float(elapsed) if isinstance(elapsed, int | float) else None,
+            fatal=data.get("fatal") is True,
+            error=error if isinstance(error, str) else None,
+            partials=partials if isinstance(partials, dict) else {},
+        )
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

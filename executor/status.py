@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 from pymesos import encode_data
 
+from ancho.messages import BatchReport
+
 log = logging.getLogger("ancho.executor")
 
 
@@ -22,7 +24,8 @@ class Driver(Protocol):
 
 
 class StatusReporter:
-    """Sends task states with the batch progress as ``data`` (JSON, base64).
+    """Sends task states with the batch's :class:`~ancho.messages.BatchReport` as ``data``
+    (JSON, base64).
 
     Progress is sent at most every ``progress_s``; a task gets one terminal update,
     whatever races between a kill and the worker finishing.
@@ -36,7 +39,7 @@ class StatusReporter:
         self._terminal: set[str] = set()
 
     def send(
-        self, task_id: str, state: str, data: dict[str, Any] | None = None, **extra: Any
+        self, task_id: str, state: str, report: BatchReport | None = None, **extra: Any
     ) -> bool:
         """Send one update; False when the task already ended (nothing is sent)."""
         terminal = state not in ("TASK_RUNNING", "TASK_STARTING", "TASK_STAGING")
@@ -49,19 +52,19 @@ class StatusReporter:
             else:
                 self._last[task_id] = time.monotonic()
         status: dict[str, Any] = {"task_id": {"value": task_id}, "state": state, **extra}
-        if data is not None:
-            status["data"] = encode_data(json.dumps(data).encode())
+        if report is not None:
+            status["data"] = encode_data(json.dumps(report.to_data()).encode())
         try:
             self._driver.sendStatusUpdate(status)
         except Exception:  # the agent is gone: pymesos will shut us down
             log.exception("status update %s %s not sent", task_id, state)
         return True
 
-    def progress(self, task_id: str, data: dict[str, Any]) -> bool:
+    def progress(self, task_id: str, report: BatchReport) -> bool:
         """A TASK_RUNNING update with progress, unless one went out recently; whether it
         was sent."""
         with self._lock:
             last = self._last.get(task_id, 0.0)
             if time.monotonic() - last < self._progress_s or task_id in self._terminal:
                 return False
-        return self.send(task_id, "TASK_RUNNING", data)
+        return self.send(task_id, "TASK_RUNNING", report)

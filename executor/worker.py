@@ -17,11 +17,12 @@ import queue
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ancho.errors import AnchoError, ModelError
+from ancho.messages import BatchReport
 from ancho.model import materialize
 from ancho.partials import BlockPartial, RunPartials
 from ancho.requirements import install
@@ -202,14 +203,14 @@ class BatchWorker:
         if tid in self._cancelled:
             self.reporter.send(tid, "TASK_KILLED", message="killed before it started")
             return
-        progress: dict[str, Any] = {"next": task.start, "ok": 0, "failed": 0}
+        progress = BatchReport(task.start)
         self.reporter.send(tid, "TASK_RUNNING", progress)
         try:
             store, model = self._load()
         except ModelError as exc:
             # The same model fails the same way everywhere: tell the scheduler not to retry.
-            data = {**progress, "fatal": True, "error": exc.format_message()}
-            self.reporter.send(tid, "TASK_FAILED", data, message=exc.format_message())
+            fatal = replace(progress, fatal=True, error=exc.format_message())
+            self.reporter.send(tid, "TASK_FAILED", fatal, message=exc.format_message())
             return
         assert self._blocks is not None
         batch = _Batch(tid, progress, self._collector(store, task.start))
@@ -235,8 +236,8 @@ class BatchWorker:
                 # A model that breaks the protocol does so on every attempt: no retry.
                 self._flush(store, batch)
                 log.error("batch %s: %s", tid, exc)
-                data = {**batch.report(), "fatal": True, "error": str(exc)}
-                self.reporter.send(tid, "TASK_FAILED", data, message=str(exc))
+                fatal = replace(batch.report(), fatal=True, error=str(exc))
+                self.reporter.send(tid, "TASK_FAILED", fatal, message=str(exc))
                 return
             except ModelCrashed as exc:
                 # What arrived is kept; the batch is retried from there in a new process.
@@ -245,7 +246,7 @@ class BatchWorker:
                 self.reporter.send(tid, "TASK_FAILED", batch.report(), message=str(exc))
                 return
         self._flush(store, batch)
-        progress["elapsed"] = time.perf_counter() - t0
+        progress.elapsed = time.perf_counter() - t0
         self.reporter.send(tid, "TASK_FINISHED", batch.report())
 
     def _collector(self, store: Store, start: int) -> BlockCollector:
@@ -303,7 +304,7 @@ class _Batch:
     been told. ``progress`` counts only what is stored."""
 
     task_id: str
-    progress: dict[str, Any]
+    progress: BatchReport
     collector: BlockCollector
     rows: list[SequenceResult] = field(default_factory=list)
     done: list[tuple[int, BlockPartial]] = field(default_factory=list)
@@ -319,17 +320,14 @@ class _Batch:
         """The rows and blocks taken so far are in the store."""
         if self.rows:
             ok = sum(1 for r in self.rows if r.status == "ok")
-            self.progress["ok"] += ok
-            self.progress["failed"] += len(self.rows) - ok
-            self.progress["next"] = self.rows[-1].sequence + 1
+            self.progress.ok += ok
+            self.progress.failed += len(self.rows) - ok
+            self.progress.next = self.rows[-1].sequence + 1
         self.rows, self.done = [], []
 
-    def report(self) -> dict[str, Any]:
-        """The status update's data: progress and the stored blocks' partials."""
-        data = dict(self.progress)
-        if self.unreported:
-            data["partials"] = dict(self.unreported)
-        return data
+    def report(self) -> BatchReport:
+        """What the status update carries: progress and the stored blocks' partials."""
+        return replace(self.progress, partials=dict(self.unreported))
 
     def reported(self) -> None:
         self.unreported.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ancho.messages import BatchReport
 from ancho.partials import BlockPartial, RunPartials
 
 #: One block's partial summary, by block index.
@@ -87,17 +88,17 @@ class Offers:
 
 @dataclass(slots=True, frozen=True)
 class TaskStatus:
-    """A task status update. ``data`` is the executor's progress report, if any."""
+    """A task status update, with the executor's report if it sent one."""
 
     task_id: str
     state: str
     now: float
     reason: str = ""
     message: str = ""
-    data: dict[str, Any] | None = None
+    report: BatchReport | None = None
     executor_id: str = ""
     agent_id: str = ""
-    #: The partials of blocks the batch completed (parsed from ``data``).
+    #: The partials of blocks the batch completed (parsed from the report's).
     partials: Partials = field(default=(), hash=False)
 
 

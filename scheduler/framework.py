@@ -20,6 +20,7 @@ from pymesos import Scheduler, decode_data, encode_data
 
 from ancho import messages
 from ancho.errors import AnchoError
+from ancho.messages import BatchReport
 from ancho.partials import BlockPartial
 from ancho.results import SequenceResult
 from ancho.store import BatchRecord, Store
@@ -289,12 +290,12 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 data = json.loads(decode_data(status["data"]))
             except ValueError:
                 data = None
-        data = data if isinstance(data, dict) else None
+        report = BatchReport.from_data(data)
         log.debug("update: task %s %s %s (%s) executor %s agent %s", status["task_id"]["value"],
                   status["state"], status.get("reason", ""), status.get("message", ""),
                   status.get("executor_id", {}).get("value", ""),
                   status.get("agent_id", {}).get("value", ""))  # fmt: skip
-        partials = _partials(data.pop("partials", None)) if data else ()
+        partials = _partials(report.partials) if report is not None else ()
         durable = self.handle(
             TaskStatus(
                 task_id=status["task_id"]["value"],
@@ -302,7 +303,7 @@ class AnchoFramework(Scheduler):  # type: ignore[misc]
                 now=self.clock(),
                 reason=status.get("reason", ""),
                 message=status.get("message", ""),
-                data=data,
+                report=report,
                 executor_id=status.get("executor_id", {}).get("value", ""),
                 agent_id=status.get("agent_id", {}).get("value", ""),
                 partials=partials,

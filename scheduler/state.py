@@ -601,11 +601,10 @@ class SchedulerState:
             if batch.ended_since is None:
                 batch.ended_since = ev.now
             return
-        data = ev.data or {}
-        if isinstance(data.get("next"), int):
-            batch.next = max(batch.next, min(data["next"], batch.range.stop))
-            batch.ok = int(data.get("ok", batch.ok))
-            batch.failed = int(data.get("failed", batch.failed))
+        report = ev.report
+        if report is not None:
+            batch.next = max(batch.next, min(report.next, batch.range.stop))
+            batch.ok, batch.failed = report.ok, report.failed
         self._take_partials(run, ev.partials, ev.now, out)
         if run.info.run_id not in self.runs:
             return
@@ -619,7 +618,7 @@ class SchedulerState:
             return
         if ev.state not in TERMINAL_TASK_STATES:
             return
-        self._batch_ended(run, batch, ex, ev, data, out)
+        self._batch_ended(run, batch, ex, ev, out)
         if run.info.run_id in self.runs:
             if _infrastructure(ev):
                 self._drop_if_never_launched(run, ex)
@@ -691,10 +690,10 @@ class SchedulerState:
         batch: Batch,
         ex: ExecutorState | None,
         ev: TaskStatus,
-        data: dict[str, object],
         out: list[Command],
     ) -> None:
         info = run.info
+        report = ev.report
         del run.batches[batch.task_id]
         self.task_run.pop(batch.task_id, None)
         self.reconciliation.forget(batch.task_id)
@@ -704,8 +703,8 @@ class SchedulerState:
         run.ok_done += batch.ok
         run.failed_done += batch.failed
         if ev.state == "TASK_FINISHED" and batch.next >= batch.range.stop:
-            elapsed = data.get("elapsed")
-            if isinstance(elapsed, int | float) and elapsed > 0.02:
+            elapsed = report.elapsed if report is not None else None
+            if elapsed is not None and elapsed > 0.02:
                 rate = len(batch.range) / float(elapsed)
                 run.rate = rate if run.rate is None else 0.5 * run.rate + 0.5 * rate
             elif run.rate is None or run.last_size <= len(batch.range):
@@ -714,8 +713,8 @@ class SchedulerState:
             return
         if run.stopped is not None:
             return  # killed because the targets were met: the rest is not wanted
-        if data.get("fatal"):
-            self._end(run, "FAILED", str(data.get("error", "the model could not run")), ev.now, out)
+        if report is not None and report.fatal:
+            self._end(run, "FAILED", report.error or "the model could not run", ev.now, out)
             return
         why = " ".join(p for p in (ev.state, ev.reason, ev.message) if p)
         if _infrastructure(ev):
@@ -787,7 +786,7 @@ class SchedulerState:
                 executor_id=executor_id,
                 agent_id=ex.agent_id,
             )
-            self._batch_ended(run, batch, ex, ev, {}, out)
+            self._batch_ended(run, batch, ex, ev, out)
             if run.info.run_id not in self.runs:
                 return
         self._check_complete(run, now, out)
@@ -870,7 +869,7 @@ class SchedulerState:
             ex = run.executors.get(batch.executor_id)
             ev = TaskStatus(batch.task_id, state, now, message=why,
                             executor_id=batch.executor_id)  # fmt: skip
-            self._batch_ended(run, batch, ex, ev, {}, out)
+            self._batch_ended(run, batch, ex, ev, out)
             if state == "TASK_UNREACHABLE" and ex is not None and ex.agent_id:
                 # Still asked about: the master's answer once the agent is back is the
                 # sign that stops the executor given up (below).

@@ -30,6 +30,7 @@ from ancho import messages
 from ancho.client import pack
 from ancho.embedded import EmbeddedCluster
 from ancho.errors import StoreError
+from ancho.messages import BatchReport
 from ancho.model import LoadedModel, OutputNames, run_sequences
 from ancho.runner import executor_command, executor_environment, new_run
 from ancho.server.stores import RoutingStore
@@ -86,7 +87,7 @@ def test_only_the_runs_own_executors_get_its_credential_and_it_ends_with_the_run
         assert isinstance(refused[0], RefuseCredential) and "not launched" in refused[0].reason
     other = state.handle(CredentialAsked("r2", executor, "a1", 2.0))
     assert isinstance(other[0], RefuseCredential) and "not being scheduled" in other[0].reason
-    done = state.handle(TaskStatus("r1.t0", "TASK_FINISHED", 3.0, data={"next": 10, "ok": 10}))
+    done = state.handle(TaskStatus("r1.t0", "TASK_FINISHED", 3.0, report=BatchReport(10, 10)))
     assert not [c for c in done if isinstance(c, RevokeCredential)]  # the summary needs it
     state.handle(StoreChecked("r1", 10, (), 3.5))  # the completion check: all stored
     ended = state.handle(SummaryDone("r1", 10, 0, 4.0))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ancho.messages import BatchReport
 from ancho.partials import BlockPartial, RunPartials
 from scheduler.events import (
     AgentLost,
@@ -91,22 +92,24 @@ def states_of(cmds: list[Command]) -> list[str]:
 
 def running(task: TaskLaunch, now: float = 0.0, agent: str = "a1", **data: Any) -> TaskStatus:
     return TaskStatus(
-        task.task_id, "TASK_RUNNING", now, data=data or None, executor_id=task.executor_id,
-        agent_id=agent,
+        task.task_id, "TASK_RUNNING", now, report=BatchReport.from_data(data or None),
+        executor_id=task.executor_id, agent_id=agent,
     )  # fmt: skip
 
 
 def finished(task: TaskLaunch, now: float = 0.0, elapsed: float = 0.5, agent: str = "a1"):
     r = task.range
     data = {"next": r.stop, "ok": len(r), "failed": 0, "elapsed": elapsed}
-    return TaskStatus(task.task_id, "TASK_FINISHED", now, data=data, agent_id=agent)
+    return TaskStatus(task.task_id, "TASK_FINISHED", now, report=BatchReport.from_data(data),
+                      agent_id=agent)  # fmt: skip
 
 
 def failed(task: TaskLaunch, next_: int | None = None, state: str = "TASK_FAILED", **extra: Any):
     r = task.range
     n = r.start if next_ is None else next_
     data = {"next": n, "ok": n - r.start, "failed": 0, **extra}
-    return TaskStatus(task.task_id, state, 1.0, reason="REASON_X", data=data, agent_id="a1")
+    return TaskStatus(task.task_id, state, 1.0, reason="REASON_X",
+                      report=BatchReport.from_data(data), agent_id="a1")  # fmt: skip
 
 
 def all_stored(state: SchedulerState, run_id: str = "r1", now: float = 2.0) -> list[Command]:
@@ -653,7 +656,9 @@ def test_batches_the_cluster_lost_run_again_at_the_same_attempt(task_state: str,
     info = run_info(sequences=100, max_attempts=1)
     state, tasks = started(info, SchedulerConfig(fixed_batch=10))
     state.handle(running(tasks[0], next=3, ok=3, failed=0))
-    cmds = state.handle(TaskStatus(tasks[0].task_id, task_state, 1.0, reason, data={"next": 3}))
+    cmds = state.handle(
+        TaskStatus(tasks[0].task_id, task_state, 1.0, reason, report=BatchReport(3))
+    )
     assert list(state.runs["r1"].pending) == [Range(3, 10, 1)]
     assert of(cmds, WriteFailed) == [] and "r1" in state.runs
 
@@ -923,7 +928,7 @@ def test_submit_after_restart_resumes_without_relaunching_done_work() -> None:
     assert all(int(t.task_id.rsplit(".t", 1)[1]) > 3 for t in tasks)
     assert all(t.executor_id != "r1.e1" for t in tasks)
     log: list[Command] = []
-    log += state.handle(TaskStatus("r1.t3", "TASK_FINISHED", 2.0, data={"next": 30, "ok": 10}))
+    log += state.handle(TaskStatus("r1.t3", "TASK_FINISHED", 2.0, report=BatchReport(30, 10)))
     for t in tasks:
         log += state.handle(finished(t, agent="a2"))
     log += all_stored(state)
@@ -1038,11 +1043,13 @@ class Sim:
             self.progress(t, r.stop)
             del self.tasks[t.launch.task_id]
             data = {**self.report(t), "elapsed": self.rng.choice([0.001, 0.3, 1.5])}
-            self.send(TaskStatus(t.launch.task_id, "TASK_FINISHED", self.now, data=data))
+            self.send(TaskStatus(t.launch.task_id, "TASK_FINISHED", self.now,
+                                 report=BatchReport.from_data(data)))  # fmt: skip
         elif choice < 0.97 and t.running:
             del self.tasks[t.launch.task_id]
             state = self.rng.choice(["TASK_FAILED", "TASK_LOST"])
-            self.send(TaskStatus(t.launch.task_id, state, self.now, data=self.report(t)))
+            self.send(TaskStatus(t.launch.task_id, state, self.now,
+                                 report=BatchReport.from_data(self.report(t))))  # fmt: skip
         elif t.running:
             ex = t.launch.executor_id
             for tid in [k for k, v in self.tasks.items() if v.launch.executor_id == ex]:
@@ -1152,7 +1159,8 @@ def finished_with_blocks(task: TaskLaunch, info: RunInfo, value: Any) -> TaskSta
         for b in range(r.start // info.block_size, math.ceil(r.stop / info.block_size))
     )  # fmt: skip
     data = {"next": r.stop, "ok": len(r), "failed": 0, "elapsed": 0.5}
-    return TaskStatus(task.task_id, "TASK_FINISHED", 0.0, data=data, agent_id="a1", partials=blocks)
+    return TaskStatus(task.task_id, "TASK_FINISHED", 0.0, report=BatchReport.from_data(data),
+                      agent_id="a1", partials=blocks)  # fmt: skip
 
 
 @pytest.mark.parametrize("fixed", [None, 7, 25])

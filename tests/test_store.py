@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ancho.errors import NotFound, StoreError
+from ancho.messages import BatchReport
 from ancho.results import SequenceResult
 from ancho.store import BatchRecord, RunRecord, Store, open_store
 from scheduler.events import (
@@ -216,7 +217,8 @@ def test_update_run_accepts_every_field_the_scheduler_writes(store: Store) -> No
     cmds += state.handle(Tick(2.0))
     for t in tasks:
         data = {"next": t.range.stop, "ok": len(t.range), "failed": 0, "elapsed": 1.0}
-        cmds += state.handle(TaskStatus(t.task_id, "TASK_FINISHED", 3.0, data=data))
+        cmds += state.handle(TaskStatus(t.task_id, "TASK_FINISHED", 3.0,
+                                           report=BatchReport.from_data(data)))  # fmt: skip
     cmds += state.handle(StoreChecked("r1", 6, (), 3.5))
     cmds += state.handle(SummaryDone("r1", 6, 0, 4.0))
     updates = [c for c in cmds if isinstance(c, UpdateRun)]
