@@ -10,7 +10,6 @@ import io
 import logging
 import os
 import re
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -27,6 +26,7 @@ from urllib.parse import unquote
 import pytest
 from e2e import EXAMPLES, ancho, run_id_of, write_spec
 
+from ancho.cluster.ports import free_port
 from ancho.errors import ModelError, NotFound, SpecError
 from ancho.sources import fetch
 from ancho.spec import spec_from_data
@@ -59,13 +59,6 @@ def pi_tarball() -> bytes:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def one_sentence(exc: pytest.ExceptionInfo[ModelError], source: str) -> str:

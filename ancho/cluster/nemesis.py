@@ -20,7 +20,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 from ..client import Client
 from ..embedded.recovery import alive, processes_under
+from .ports import free_port
 from .supervisor import Cluster, Layout
 
 #: Every kind of fault the nemesis injects.
@@ -88,13 +88,6 @@ def schedule(seed: int, count: int, span_s: float, kinds: tuple[str, ...] = KIND
     gap = span_s / max(count, 1)
     return [Fault(kind, round(i * gap + rng.uniform(0.0, max(gap - 2.0, 0.0)), 2))
             for i, kind in enumerate(order[:count])]  # fmt: skip
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -3,20 +3,14 @@ module), and the environment of an `ancho cluster` in the test's own folder and 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e import ancho
 
+from ancho.cluster.ports import free_port
 from ancho.cluster.zookeeper import ZooKeeperNode
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ import pytest
 from embedded.conftest import RawStream, Recorder, framework_info, make_task, running_report
 from pymesos import MesosSchedulerDriver
 
+from ancho.cluster.ports import free_port
 from ancho.cluster.supervisor import Cluster, Layout, alive
-
-from .conftest import free_port
 
 
 class Lost(Recorder):

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from ancho.cluster.partition import Endpoint, heal, partition, partitioned
+from ancho.cluster.ports import free_port
 from ancho.errors import ClusterError
-
-from .conftest import free_port
 
 
 class EchoServer:

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from e2e import MODELS, ancho, write_spec
 
+from ancho.cluster.ports import free_port
 from ancho.cluster.supervisor import Cluster, Layout, alive, processes_under
-
-from .conftest import free_port
 
 _JOB = """
 import sys

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from ancho.cluster.ports import free_port
 from ancho.cluster.zookeeper import ZooKeeperNode, four_letter_word
 from ancho.errors import ClusterError
-
-from .conftest import free_port
 
 
 def _alive(pid: int) -> bool:
