@@ -232,14 +232,33 @@ class FaultWorld:
     def client(self) -> Client:
         return Client(self.server_url, self.token)
 
+    def via_server(self, call: Callable[[str], Any], timeout_s: float = 90.0) -> Any:
+        """``call(url)`` on a live server, as a client of several does: on another one
+        (or, the supervisor having restarted it, the same) when a server goes away."""
+        from ..errors import AnchoError
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return call(self.server_url)
+            except (AnchoError, RuntimeError, subprocess.CalledProcessError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+                self.restart_dead(agents=False)
+
     # --- runs ------------------------------------------------------------------------
     def submit(self, model: Path, sequences: int, seed: int, **parameters: Any) -> str:
-        client = self.client()
-        source = client.upload_model(model)
-        spec = {"model": {"source": source, "entrypoint": "model:simulate"},
-                "parameters": parameters, "sequences": sequences, "seed": seed,
-                "resources": {"cpus": 1, "mem_mb": 256}}  # fmt: skip
-        return str(client.submit(spec)["id"])
+        spec: dict[str, Any] = {"model": {"entrypoint": "model:simulate"},
+                                "parameters": parameters, "sequences": sequences, "seed": seed,
+                                "resources": {"cpus": 1, "mem_mb": 256}}  # fmt: skip
+
+        def submit(url: str) -> str:
+            client = Client(url, self.token)
+            spec["model"]["source"] = client.upload_model(model)
+            return str(client.submit(spec)["id"])
+
+        return str(self.via_server(submit))
 
     def stored(self, run_id: str) -> dict[str, Any]:
         """The run as the store has it (readable while the server is away)."""
@@ -255,18 +274,26 @@ class FaultWorld:
                 return run
             time.sleep(0.2)
 
-    def results_sha256(self, run_id: str) -> str:
-        """SHA-256 of ``ancho results RUN --format jsonl``, through the server."""
-        env = {**os.environ, "ANCHO_SERVER": self.server_url, "ANCHO_TOKEN": self.token}
+    def export(self, run_id: str) -> bytes:
+        """``ancho results RUN --format jsonl``, through a server."""
         ancho = str(Path(sys.executable).parent / "ancho")
         argv = [ancho, "results", run_id, "--format", "jsonl"]
-        out = subprocess.run(argv, env=env, cwd=self.folder, capture_output=True, check=True,
-                             timeout=300)  # fmt: skip
-        return hashlib.sha256(out.stdout).hexdigest()
+
+        def export(url: str) -> bytes:
+            env = {**os.environ, "ANCHO_SERVER": url, "ANCHO_TOKEN": self.token}
+            return subprocess.run(argv, env=env, cwd=self.folder, capture_output=True,
+                                  check=True, timeout=300).stdout  # fmt: skip
+
+        return bytes(self.via_server(export))
+
+    def results_sha256(self, run_id: str) -> str:
+        """SHA-256 of ``ancho results RUN --format jsonl``."""
+        return hashlib.sha256(self.export(run_id)).hexdigest()
 
     def summary_outputs(self, run_id: str) -> str:
         """The summary's statistics (JSON, keys sorted), which must not depend on faults."""
-        return json.dumps(self.client().summary(run_id)["outputs"], sort_keys=True)
+        summary = self.via_server(lambda url: Client(url, self.token).summary(run_id))
+        return json.dumps(summary["outputs"], sort_keys=True)
 
     def relaunched(self, run_id: str) -> int:
         """Sequences launched again after a fault (from the scheduler's log): an upper
