@@ -17,6 +17,7 @@ import pytest
 from e2e import ANCHO, EXAMPLES, MODELS, LiveServer, ancho, run_id_of
 
 from ancho.client import pack
+from ancho.server.context import MISS_RELOAD_S
 
 pytestmark = pytest.mark.slow
 
@@ -229,12 +230,13 @@ def test_metrics(site: Site) -> None:
     for name in ("ancho_sequences_per_second", "ancho_executors_running",
                  "ancho_offers_declined_total"):  # fmt: skip
         assert name in values
-    assert site.call("GET", "/healthz", user=None)[1] == {"status": "ok"}
+    assert site.call("GET", "/healthz", user=None)[1] == {"status": "ok", "role": "leader"}
 
 
 def test_a_revoked_token_stops_working(site: Site, tmp_path: Path) -> None:
     store = f"sqlite:///{site.root / 'ancho.db'}"
     tokens = _users(store, tmp_path, "carol")
+    time.sleep(MISS_RELOAD_S)  # an unknown token reloads the users at most this often
     assert site.server.request("GET", "/api/v1/runs", tokens["carol"])[0] == 200
     assert ancho("user", "revoke", "carol", "--store", store, cwd=tmp_path).code == 0
     time.sleep(2.5)  # tokens are re-read every 2 s

@@ -163,6 +163,21 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
+def _setter(event: threading.Event, into: list[Any] | None = None) -> Any:
+    """A driver callback that keeps what it is given in ``into`` and sets ``event``."""
+
+    def callback(value: Any) -> None:
+        if into is not None:
+            into.append(value)
+        event.set()
+
+    return callback
+
+
+#: How long a write waits for Cassandra's answer (its own timeouts are 2 s for a write;
+#: this only catches a request the driver lost).
+ANSWER_TIMEOUT_S = 30.0
+
 #: How late (by the writer's clock against the others') a log line may be stored and
 #: still reach a follower.
 LATE_EVENT_S = 30.0
@@ -450,7 +465,6 @@ class CassandraStore(Store):
     # --- results ----------------------------------------------------------------------
     def write_results(self, run_id: str, results: Sequence[SequenceResult]) -> None:
         """Unlogged batches of rows of one partition, sent with bounded concurrency."""
-        from cassandra.concurrent import execute_concurrent
         from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
         by_bucket: dict[int, list[SequenceResult]] = {}
@@ -469,15 +483,29 @@ class CassandraStore(Store):
                                        r.attempt, r.duration_s))  # fmt: skip
                 batch.is_idempotent = True
                 statements.append((batch, ()))
-        try:
-            outcome = execute_concurrent(
-                self.session, statements, concurrency=_CONCURRENCY, raise_on_first_error=True
-            )
-        except Exception as exc:
-            raise _describe_driver_error(self.url, exc) from None
-        for ok, err in outcome:
-            if not ok:
-                raise _describe_driver_error(self.url, err)
+        self._execute_all(statements, _CONCURRENCY)
+
+    def _execute_all(self, statements: Sequence[tuple[Any, Any]], concurrency: int) -> None:
+        """Run writes, at most ``concurrency`` in flight, each answered within
+        ``ANSWER_TIMEOUT_S`` or a StoreError. The driver's ``execute_concurrent`` waits
+        without a limit, and a request on a node that dies under it may never be
+        answered (an executor hung so for minutes while a ring node restarted)."""
+        for i in range(0, len(statements), concurrency):
+            waits = []
+            for statement, params in statements[i : i + concurrency]:
+                answered, failure = threading.Event(), list[Any]()
+                try:
+                    future = self.session.execute_async(statement, params)
+                except Exception as exc:
+                    raise _describe_driver_error(self.url, exc) from None
+                future.add_callbacks(_setter(answered), _setter(answered, failure))
+                waits.append((answered, failure))
+            for answered, failure in waits:
+                if not answered.wait(ANSWER_TIMEOUT_S):
+                    raise StoreError(f"{_redact(self.url)}: Cassandra gave no answer to a write"
+                                     f" in {ANSWER_TIMEOUT_S:g} s")  # fmt: skip
+                if failure:
+                    raise _describe_driver_error(self.url, failure[0])
 
     def iter_results(
         self, run_id: str, start: int = 0, stop: int | None = None
@@ -648,8 +676,6 @@ class CassandraStore(Store):
     def put_model(self, digest: str, data: bytes) -> None:
         """Keep a model tarball in rows of at most 1 MiB; ``chunks``, written last, marks
         it complete. A model stored completely before is not written again."""
-        from cassandra.concurrent import execute_concurrent_with_args
-
         check_model_digest(digest, data)
         ks = self._ks()
         done = self._run_sql(
@@ -665,11 +691,9 @@ class CassandraStore(Store):
             insert = self.session.prepare(
                 f"INSERT INTO {ks}.models (digest, chunk, data) VALUES (?, ?, ?)"
             )
-            execute_concurrent_with_args(
-                self.session, insert, pieces, concurrency=4, raise_on_first_error=True
-            )
         except Exception as exc:
             raise _describe_driver_error(self.url, exc) from None
+        self._execute_all([(insert, piece) for piece in pieces], 4)
         self._run_sql(
             f"INSERT INTO {ks}.models (digest, chunks, size) VALUES (%s, %s, %s)",
             (digest, len(pieces), len(data)),
