@@ -98,6 +98,8 @@ def report(world: FaultWorld, args: argparse.Namespace) -> None:
     )
     print("|---|---|---|---|---|---|")
     for kind in KINDS:
+        world.restart_dead()
+        world.wait_leader()
         world.cluster.wait_registered(world.agents)
         started = time.monotonic()
         run_id = _run(world, n, seed)

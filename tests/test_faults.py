@@ -90,9 +90,18 @@ def _progress_after(world: FaultWorld, run_id: str, ok: int, timeout_s: float) -
     raise AssertionError(f"no progress {timeout_s:g} s after the fault")
 
 
+def _supervised(w: FaultWorld) -> None:
+    """The world as a supervisor keeps it: masters, servers and agents that exited are
+    started again (a server whose ZooKeeper session expired late exits late), a server
+    leads, every agent is registered."""
+    w.restart_dead()
+    w.wait_leader()
+    w.cluster.wait_registered(w.agents)
+
+
 def _survives(world: FaultWorld, baseline: Baseline, kind: str) -> None:
     w = world
-    w.cluster.wait_registered(w.agents)
+    _supervised(w)
     run_id = w.submit(MODELS / "slow", SEQUENCES, SEED, sleep_s=SLEEP_S)
     deadline = time.monotonic() + 60
     while w.stored(run_id)["ok"] < SEQUENCES // 5:
@@ -140,6 +149,7 @@ def test_a_standby_server_serves_submits_and_kills_for_the_leader(
     """Any server takes any request: a run submitted to the standby is scheduled by
     the leader, and a kill sent to the standby reaches it."""
     w, baseline = node_world
+    _supervised(w)
     leader = w.leader()
     assert leader is not None
     standby_url = next(url for slot, (_, url) in w.running.items() if slot != leader)
