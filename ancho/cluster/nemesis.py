@@ -30,7 +30,7 @@ from typing import Any
 
 from ..client import Client
 from ..embedded.recovery import alive, processes_under
-from .ports import free_port
+from .ports import cluster_port
 from .supervisor import Cluster, Layout
 
 #: Every kind of fault the nemesis injects.
@@ -116,7 +116,8 @@ class FaultWorld:
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        layout = Layout(zk_port=free_port(), master_port=free_port(), agent_port=free_port(),
+        zk, master, agent = cluster_port(), cluster_port(), cluster_port()
+        layout = Layout(zk_port=zk, master_port=master, agent_port=agent,
                         containerizers="process", agent_ping_timeout_s=PING_TIMEOUT_S,
                         max_agent_ping_timeouts=PING_TIMEOUTS,
                         recovery_timeout_s=RECOVERY_TIMEOUT_S)  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from e2e import ancho
 
-from ancho.cluster.ports import free_port
+from ancho.cluster.ports import cluster_port, free_port
 from ancho.cluster.zookeeper import ZooKeeperNode
 
 
@@ -27,7 +27,7 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     stopped afterwards whatever the test did."""
     env = {
         "ANCHO_CLUSTER_DIR": str(tmp_path / "cluster"),
-        "ANCHO_CLUSTER_PORTS": f"{free_port()},{free_port()},{free_port()}",
+        "ANCHO_CLUSTER_PORTS": f"{cluster_port()},{cluster_port()},{cluster_port()}",
     }
     yield env
     ancho("cluster", "stop", cwd=tmp_path, env=env)

@@ -19,7 +19,7 @@ import pytest
 from embedded.conftest import RawStream, Recorder, framework_info, make_task, running_report
 from pymesos import MesosSchedulerDriver
 
-from ancho.cluster.ports import free_port
+from ancho.cluster.ports import cluster_port
 from ancho.cluster.supervisor import Cluster, Layout, alive
 
 
@@ -35,7 +35,7 @@ def make_cluster(tmp_path: Path) -> Iterator[Any]:
     def make(**layout: Any) -> Cluster:
         cluster = Cluster(
             tmp_path / "cluster",
-            Layout(zk_port=free_port(), master_port=free_port(), agent_port=free_port(),
+            Layout(zk_port=cluster_port(), master_port=cluster_port(), agent_port=cluster_port(),
                    containerizers="process", **layout),
         )  # fmt: skip
         made.append(cluster)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from e2e import MODELS, ancho, write_spec
 
-from ancho.cluster.ports import free_port
+from ancho.cluster.ports import cluster_port
 from ancho.cluster.supervisor import Cluster, Layout, alive, processes_under
 
 _JOB = """
@@ -27,9 +27,9 @@ spark.stop()
 
 
 def test_a_spark_standalone_cluster_runs_a_job_and_stops(tmp_path: Path) -> None:
-    layout = Layout(zk_port=free_port(), master_port=free_port(), agent_port=free_port(),
-                    containerizers="process", spark_port=free_port(),
-                    spark_webui_port=free_port())  # fmt: skip
+    layout = Layout(zk_port=cluster_port(), master_port=cluster_port(), agent_port=cluster_port(),
+                    containerizers="process", spark_port=cluster_port(),
+                    spark_webui_port=cluster_port())  # fmt: skip
     cluster = Cluster(tmp_path / "cluster", layout)
     try:
         status = cluster.start(agents=1, masters=1, cpus=1, mem_mb=512, spark_workers=2)
