@@ -54,7 +54,7 @@ RECOVERY_TIMEOUT_S = 10.0
 SUPERVISE_S = 8.0
 OUTAGE_S = {"partition": 4.0, "server": 3.0, "zookeeper": 10.0, "master": 3.0,
             "cassandra": 5.0}  # fmt: skip
-_BATCH_LINE = re.compile(r"batch (\d+)\.\.(\d+) (?:runs again|will be retried)")
+_BATCH_LINE = re.compile(r"batch (\d+)\.\.(\d+) (?:runs again: (\S+(?: \S+)?)|will be retried)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +299,16 @@ class FaultWorld:
     def relaunched(self, run_id: str) -> int:
         """Sequences launched again after a fault (from the scheduler's log): an upper
         bound on the sequences computed twice (some had not run yet)."""
-        lines = (e.message for e in self.store().iter_events(run_id))
-        return sum(int(b) - int(a) + 1 for m in lines for a, b in _BATCH_LINE.findall(m))
+        return sum(self.relaunch_reasons(run_id).values())
+
+    def relaunch_reasons(self, run_id: str) -> dict[str, int]:
+        """The sequences launched again, by the state and reason that sent them back."""
+        reasons: dict[str, int] = {}
+        for event in self.store().iter_events(run_id):
+            for first, last, why in _BATCH_LINE.findall(event.message):
+                key = " ".join(why.split()[:2]) or "retried"
+                reasons[key] = reasons.get(key, 0) + int(last) - int(first) + 1
+        return reasons
 
     def executors(self) -> list[int]:
         """Live processes in the agents' sandboxes (executors and their model processes)."""

@@ -201,8 +201,12 @@ class Agent:
         self.master_hostname = master_hostname
 
     def registration(self) -> JSON:
-        """What a (re-)registration tells the master: this agent, its executors and
-        their live tasks, with their frameworks' infos (call with the lock held)."""
+        """What a (re-)registration tells the master: this agent, its live executors,
+        their tasks and, as Mesos' agent does, the terminated tasks whose terminal
+        update is not acknowledged yet, also those of executors that have ended, with
+        their frameworks' infos (call with the lock held). A master that heard of a
+        task ending only from this report then knows it ended, rather than answering
+        reconciliation and re-registration with TASK_GONE for it."""
         executors, tasks = [], []
         for executor in self._executors.values():
             if executor.state == "TERMINATED":
@@ -215,7 +219,11 @@ class Agent:
                     "resources": executor.resources.to_json(),
                 }
             )
+        for executor in self._reported_executors():
             for task_id, task in executor.tasks.items():
+                live = executor.state != "TERMINATED" and task.state not in TERMINAL_STATES
+                if not live and not self.updates.unacknowledged(executor.framework_id, task_id):
+                    continue
                 tasks.append(
                     {
                         "framework_id": executor.framework_id,
@@ -235,6 +243,12 @@ class Agent:
             "executors": executors,
             "tasks": tasks,
         }
+
+    def _reported_executors(self) -> list[_Executor]:
+        """Live executors, then the terminated ones still remembered."""
+        ended = [e for r in self._frameworks.values() for e in r.completed_executors]
+        ended += [e for _, r in self._completed_frameworks for e in r.completed_executors]
+        return list(self._executors.values()) + ended
 
     def registered(self) -> None:
         """Just (re-)registered: re-send every unacknowledged update to the new master."""

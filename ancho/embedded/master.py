@@ -191,8 +191,9 @@ class Master:
         self.add_agent(record)
 
     def recovered_task(self, agent_id: str, item: JSON) -> Task | None:
-        """A live task a re-registering agent reports: the master's record of it, or
-        None when the task is not to be kept.
+        """A task a re-registering agent reports (live, or terminated with its terminal
+        update unacknowledged): the master's record of it, now in the reported state,
+        or None when the task is not to be kept.
 
         After a master failover the task's framework may not have re-subscribed yet:
         the master then keeps the framework (from the FrameworkInfo the agent reports)

@@ -248,13 +248,13 @@ class MasterEndpoint:
             record.executors[(executor.framework_id, executor.executor_id)] = executor
         dropped: set[str] = set()
         for item in message.get("tasks", []):
-            if item["state"] in TERMINAL_STATES:
-                continue
             task = master.recovered_task(agent_id, item)
-            if task is not None:
-                record.tasks[(item["framework_id"], task.task_id)] = task
-            else:
+            if task is None:
                 dropped.add(item["framework_id"])
+            elif task.state not in TERMINAL_STATES:
+                # Only live tasks hold the agent's resources; a terminated one stays
+                # with its framework until its terminal update is acknowledged.
+                record.tasks[(item["framework_id"], task.task_id)] = task
         for framework_id in dropped:
             record.drop_framework(framework_id)
             record.link.shutdown_framework(framework_id)

@@ -64,6 +64,10 @@ class StatusUpdateManager:
             del self._queues[key]
             self._retry_at.pop(key, None)
 
+    def unacknowledged(self, framework_id: str, task_id: str) -> bool:
+        """Whether an update of the task waits for its acknowledgement."""
+        return (framework_id, task_id) in self._queues
+
     def pending(self, framework_id: str) -> int:
         """Number of unacknowledged updates of a framework."""
         return sum(len(q) for k, q in self._queues.items() if k[0] == framework_id)

@@ -260,3 +260,56 @@ def test_the_registry_survives_a_failover(
         ]
         == 1.0
     )
+
+
+def test_tasks_ended_but_unacknowledged_are_known_to_a_new_leader(
+    make_cluster: Any, drivers: list[MesosSchedulerDriver]
+) -> None:
+    # Mesos' agent re-registers with its terminated tasks whose terminal update is not
+    # acknowledged, those of ended executors too: a new leader reconciles them with
+    # their terminal state, not TASK_GONE ("unknown to the agent"), which would make a
+    # framework run again what has finished.
+    cluster = make_cluster()
+    cluster.start(agents=1, masters=2, cpus=1, mem_mb=512)
+    recorder = Lost()
+    info = framework_info(capabilities=[{"type": "PARTITION_AWARE"}], failover_timeout=60.0,
+                          checkpoint=True)  # fmt: skip
+    driver = MesosSchedulerDriver(recorder, info, cluster.zk_url, implicit_acknowledgements=False)
+    driver.start()
+    drivers.append(driver)
+    recorder.wait("registered", timeout=30)
+    offer = recorder.new_offer(timeout=30)
+    tasks = [make_task(offer, "finished", {"mode": "finish"}, executor_id="exec-finished"),
+             make_task(offer, "failed", {"mode": "run"}, executor_id="exec-failed")]  # fmt: skip
+    driver.launchTasks([offer["id"]], tasks)
+    for task_id in ("finished", "failed"):
+        driver.acknowledgeStatusUpdate(recorder.wait_status(task_id, "TASK_RUNNING", timeout=30))
+    recorder.wait_status("finished", "TASK_FINISHED", timeout=30)  # not acknowledged
+    failed_pid = running_report(recorder.statuses("failed", "TASK_RUNNING")[0])["pid"]
+    os.kill(failed_pid, signal.SIGKILL)  # its executor ends; TASK_FAILED not acknowledged
+    recorder.wait_status("failed", "TASK_FAILED", timeout=30)
+
+    cluster.kill("leader")
+    recorder.wait("reregistered", timeout=60)
+    agent_id = offer["agent_id"]["value"]
+    deadline = time.monotonic() + 30
+    while not cluster.status()["agents"][0]["registered"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    before = len(recorder.all("status"))
+    wanted = [{"task_id": {"value": t}, "agent_id": {"value": agent_id}}
+              for t in ("finished", "failed")]  # fmt: skip
+    driver._send(
+        {"type": "RECONCILE", "framework_id": {"value": driver.framework_id},
+         "reconcile": {"tasks": wanted}}
+    )  # fmt: skip
+
+    def answers() -> dict[str, str]:
+        statuses = recorder.all("status")[before:]
+        return {s["task_id"]["value"]: s["state"] for s in statuses
+                if s.get("reason") == "REASON_RECONCILIATION"}  # fmt: skip
+
+    deadline = time.monotonic() + 30
+    while len(answers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answers() == {"finished": "TASK_FINISHED", "failed": "TASK_FAILED"}
+    assert not [s for s in recorder.all("status") if s["state"] == "TASK_GONE"]
