@@ -7,12 +7,19 @@ first, so that it is back within the agent's ``--executor_reregistration_timeout
 (2 s by default), and it gives up once it has been disconnected for the second.
 pymesos ignores both: it backs off 2, 4, 8 then 15 s, which misses a restarted agent's
 window, and retries for a day.
+
+An executor also keeps every update it sent until the agent acknowledges it, and lists
+those in its next SUBSCRIBE (``unacknowledged_updates``), so that an update sent while
+the agent was away reaches it once the executor is back. pymesos only removes updates
+from that list: it never adds them, so a batch's terminal update sent during an agent
+restart was lost, and the agent held the task RUNNING until the executor went idle.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,6 +69,8 @@ def executor_driver(base: type) -> type:
     """Ancho's executor driver on top of pymesos' ``MesosExecutorDriver`` (``base``,
     imported late by the caller: importing it installs a SIGINT handler)."""
 
+    from pymesos import decode_data, encode_data
+
     class AnchoExecutorDriver(base):  # type: ignore[misc, valid-type]
         def __init__(self, executor: Any, **kwargs: Any) -> None:
             self.backoff_max_s, recovery_s = recovery_settings()
@@ -71,5 +80,11 @@ def executor_driver(base: type) -> type:
 
         def _backoff(self, num_conn_retry: int) -> float:
             return backoff_s(num_conn_retry, self.backoff_max_s)
+
+        def sendStatusUpdate(self, status: dict[str, Any]) -> None:
+            status.setdefault("uuid", encode_data(uuid.uuid4().bytes))
+            # Kept under the key pymesos' on_acknowledged removes it by.
+            self.updates[uuid.UUID(bytes=decode_data(status["uuid"]))] = {"status": status}
+            super().sendStatusUpdate(status)
 
     return AnchoExecutorDriver

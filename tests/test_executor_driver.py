@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from typing import Any
 
 import pytest
 
@@ -44,3 +46,33 @@ def test_backoff_doubles_from_a_tenth_of_a_second_and_never_passes_the_maximum()
         assert max(waits) > 0.8 * bound  # uniform over the whole interval
     # Within a restarted agent's 2 s window an executor tries at least 4 times (pymesos: once).
     assert sum(min(2.0, 0.1 * 2**a) for a in range(4)) < 2.0
+
+
+def test_an_update_the_agent_did_not_take_goes_in_the_next_subscribe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The agent is away (nothing listens): the send fails, and the update waits in the
+    # SUBSCRIBE the driver sends when it reconnects, until the agent acknowledges it.
+    from pymesos import MesosExecutorDriver
+
+    from ancho.cluster.ports import free_port
+    from executor.driver import executor_driver
+
+    monkeypatch.setenv("MESOS_AGENT_ENDPOINT", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MESOS_FRAMEWORK_ID", "f-1")
+    monkeypatch.setenv("MESOS_EXECUTOR_ID", "e-1")
+    driver = executor_driver(MesosExecutorDriver)(object(), use_addict=False)
+    status = {"task_id": {"value": "t-1"}, "state": "TASK_FINISHED"}
+    with pytest.raises(Exception):  # noqa: B017 - whatever pymesos raises for no agent
+        driver.sendStatusUpdate(status)
+
+    def subscribe() -> dict[str, Any]:
+        body = driver.gen_request().split(b"\r\n\r\n", 1)[1]
+        subscription: dict[str, Any] = json.loads(body)["subscribe"]
+        return subscription
+
+    pending = subscribe()["unacknowledged_updates"]
+    assert [u["status"]["task_id"] for u in pending] == [{"value": "t-1"}]
+    assert pending[0]["status"]["state"] == "TASK_FINISHED" and pending[0]["status"]["uuid"]
+    driver.on_acknowledged({"task_id": {"value": "t-1"}, "uuid": pending[0]["status"]["uuid"]})
+    assert subscribe()["unacknowledged_updates"] == []

@@ -306,7 +306,8 @@ class FaultWorld:
         reasons: dict[str, int] = {}
         for event in self.store().iter_events(run_id):
             for first, last, why in _BATCH_LINE.findall(event.message):
-                key = " ".join(why.split()[:2]) or "retried"
+                state, _, reason = why.partition(" ")
+                key = (f"{state} {reason}" if reason.startswith("REASON_") else state) or "retried"
                 reasons[key] = reasons.get(key, 0) + int(last) - int(first) + 1
         return reasons
 
@@ -369,12 +370,15 @@ class FaultWorld:
             cluster.kill("zookeeper", restart=True)
             # Masters and servers whose sessions expired meanwhile exit, as Mesos' do:
             # their supervisor starts them again.
+            # Supervise for SUPERVISE_S, and on until a server leads (one whose session
+            # expires late exits late).
             restarted: list[str] = []
-            until = time.monotonic() + SUPERVISE_S
-            while time.monotonic() < until:
+            until, give_up = time.monotonic() + SUPERVISE_S, time.monotonic() + 90.0
+            while time.monotonic() < until or self.leader() is None:
+                if time.monotonic() > give_up:
+                    raise RuntimeError("no ancho server leads 90 s after ZooKeeper came back")
                 restarted += self.restart_dead(agents=False)
                 time.sleep(0.5)
-            self.wait_leader()
             again = f"; restarted {', '.join(restarted)}" if restarted else ""
             return f"zookeeper for {OUTAGE_S['zookeeper']:g} s{again}"
         if kind == "cassandra":

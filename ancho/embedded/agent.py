@@ -526,8 +526,20 @@ class Agent:
                     self._update(executor, status)
                 except CallError as exc:
                     logger.warning("dropping unacknowledged update: %s", exc.message)
-        for task in executor.tasks.values():
-            if not task.launched and task.state not in TERMINAL_STATES:
+        # Tasks the executor has, and has not seen an update of acknowledged.
+        reported = subscribe.get("unacknowledged_tasks", [])
+        known = {t["task_id"].get("value") for t in reported
+                 if isinstance(t, dict) and isinstance(t.get("task_id"), dict)}  # fmt: skip
+        for task_id, task in list(executor.tasks.items()):
+            if task.state != "TASK_STAGING" or task_id in known:
+                continue
+            if task.launched:
+                # Sent, but the executor never got it (the agent died, or its stream
+                # broke, with the LAUNCH in flight): as Mesos' agent, TASK_DROPPED.
+                state = "TASK_DROPPED" if _partition_aware(executor) else "TASK_LOST"
+                self._task_update(executor, task_id, state, "REASON_SLAVE_RESTARTED",
+                                  "Task launched during agent restart")  # fmt: skip
+            else:
                 stream.send(event("LAUNCH", {"task": task.info}))
                 task.launched = True
         if executor.state == "TERMINATING":
@@ -803,12 +815,8 @@ class Agent:
         if executor.recovered:
             # Mesos' reregisterExecutorTimeout.
             timeout = _duration(self.config.executor_reregistration_timeout_s)
-            aware = any(
-                c.get("type") == "PARTITION_AWARE"
-                for c in executor.framework_info.get("capabilities", [])
-            )
             executor.pending = (
-                "TASK_GONE" if aware else "TASK_LOST",
+                "TASK_GONE" if _partition_aware(executor) else "TASK_LOST",
                 "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
                 f"Executor did not reregister within {timeout}",
             )
@@ -994,3 +1002,9 @@ def _validate_update(call: JSON, framework_id: str, executor_id: str) -> None:
             f"{prefix}Received TASK_STAGING from executor {executor_id} of framework"
             f" {framework_id} which is not allowed",
         )
+
+
+def _partition_aware(executor: _Executor) -> bool:
+    """Whether the executor's framework has the PARTITION_AWARE capability."""
+    capabilities = executor.framework_info.get("capabilities", [])
+    return any(c.get("type") == "PARTITION_AWARE" for c in capabilities)

@@ -30,6 +30,11 @@ logger = logging.getLogger("ancho.embedded.election")
 JSON = dict[str, Any]
 _MEMBER_PREFIXES = ("json.info_", "info_")
 _SESSION_TIMEOUT_S = 4.0  # a dead master's znode goes within seconds, as tests want
+#: How a client reconnects after losing ZooKeeper: at least every second, as ZooKeeper's
+#: C client (Mesos') keeps trying. kazoo's default backoff doubles up to an hour, so after
+#: an outage of ten seconds a client could wait half a minute more to find out, and by
+#: then its session would have expired although it could have been kept.
+_RECONNECT = {"max_tries": -1, "delay": 0.1, "backoff": 2, "max_delay": 1.0}
 
 
 @dataclass(slots=True, frozen=True)
@@ -73,7 +78,9 @@ class LeaderWatch:
     def __init__(self, url: ZkUrl, on_change: Callable[[JSON | None], None] | None = None):
         self.url = url
         self._on_change = on_change
-        self._client = KazooClient(hosts=url.hosts, timeout=_SESSION_TIMEOUT_S)
+        self._client = KazooClient(
+            hosts=url.hosts, timeout=_SESSION_TIMEOUT_S, connection_retry=_RECONNECT
+        )
         self._lock = threading.Lock()
         self._member: str | None = None
         self._stopped = False

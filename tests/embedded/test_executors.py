@@ -200,3 +200,38 @@ def test_raw_executor_api_and_resubscription(
     finally:
         first.close()
         second.close()
+
+
+def test_a_launch_the_executor_never_got_is_dropped_when_it_resubscribes(
+    cluster: EmbeddedCluster, start_framework: DriverFactory
+) -> None:
+    # Mesos' agent, when an executor re-registers: a task still STAGING that the
+    # executor does not report (its LAUNCH was lost in transit) ends TASK_DROPPED for a
+    # PARTITION_AWARE framework, rather than waiting forever on an executor that
+    # never heard of it; a task it reports is not launched again.
+    aware = [{"type": "PARTITION_AWARE"}]
+    driver, sched = start_framework(implicit_acks=False, capabilities=aware)
+    framework_id = sched.wait("registered")["value"]
+    offer = sched.new_offer()
+    lost = make_task(offer, "lost", command={"value": "sleep 30"}, executor_id="exec-r")
+    kept = make_task(offer, "kept", command={"value": "sleep 30"}, executor_id="exec-r")
+    driver.launchTasks(offer["id"], [lost, kept])
+    ids = {"framework_id": {"value": framework_id}, "executor_id": {"value": "exec-r"}}
+    path = "/api/v1/executor"
+    first = RawStream(cluster.agent_endpoint, {"type": "SUBSCRIBE", **ids, "subscribe": {}}, path)
+    launched: set[str] = set()
+    first.next_event()  # SUBSCRIBED
+    while len(launched) < 2:
+        launched.add(first.wait_event("LAUNCH")["launch"]["task"]["task_id"]["value"])
+    resubscribe = {"type": "SUBSCRIBE", **ids, "subscribe": {"unacknowledged_tasks": [kept]}}
+    second = RawStream(cluster.agent_endpoint, resubscribe, path)
+    try:
+        assert second.next_event()["type"] == "SUBSCRIBED"
+        dropped = sched.wait_status("lost", "TASK_DROPPED")
+        assert dropped["reason"] == "REASON_SLAVE_RESTARTED"
+        assert dropped["source"] == "SOURCE_AGENT"
+        time.sleep(0.5)  # a negative check: nothing happens to the reported task
+        assert not sched.statuses("kept")
+    finally:
+        first.close()
+        second.close()
