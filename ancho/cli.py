@@ -11,16 +11,21 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import update_wrapper
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from .backend import Backend, resolve_backend
 from .errors import AnchoError, SpecError
 from .store import Store, open_store
 
 if TYPE_CHECKING:
-    from .report import ReportData
+    from .client import Client
+    from .spec import RunSpec
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -79,39 +84,63 @@ def _store(url: str | None) -> Store:
     return open_store(url)
 
 
+STORE_HELP = "sqlite:///path/to.db or cassandra://… (default ./.ancho/ancho.db, or ANCHO_STORE)."
+SERVER_HELP = "Go through an Ancho server (else ANCHO_SERVER or the config file, unless --store)."
 store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="ANCHO_STORE",
-    metavar="URL",
-    help="sqlite:///path/to.db or cassandra://… (default ./.ancho/ancho.db, or ANCHO_STORE).",
+    "--store", "store_url", envvar="ANCHO_STORE", metavar="URL", help=STORE_HELP
 )
+server_option = click.option("--server", "server_flag", metavar="URL", help=SERVER_HELP)
 
 
-server_option = click.option(
-    "--server",
-    "server_flag",
-    metavar="URL",
-    help="Go through an Ancho server (else ANCHO_SERVER or the config file, unless --store).",
-)
+@dataclass(slots=True)
+class Invocation:
+    """The group's context object: the ``--server``/``--store`` a query command was
+    given, and the backend they name, resolved once (``ancho.backend``)."""
+
+    server_flag: str | None = None
+    store_url: str | None = None
+    _backend: Backend | None = None
+
+    def backend(self) -> Backend:
+        """The server or store to query (resolved on first use, then kept)."""
+        if self._backend is None:
+            self._backend = resolve_backend(self.server_flag, self.store_url)
+        return self._backend
 
 
-def _client(server_flag: str | None, store_url: str | None) -> Any:
-    """The REST client to use, or None for the store (``--server`` wins, then ``--store``)."""
-    from .client import Client, server_url
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        setattr(ctx.ensure_object(Invocation), name, value)
 
-    if server_flag:
-        return Client.connect(server_url(server_flag) or server_flag)
-    if store_url:
-        return None
-    url = server_url(None)
-    return Client.connect(url) if url else None
+    return callback
+
+
+def query_command(f: Callable[..., Any]) -> Callable[..., Any]:
+    """A command that reads through the invocation's backend: it takes ``--store`` and
+    ``--server`` and gets the backend as its first argument."""
+
+    @click.pass_context
+    def with_backend(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        return ctx.invoke(f, ctx.ensure_object(Invocation).backend(), *args, **kwargs)
+
+    update_wrapper(with_backend, f)
+    options = [
+        click.option("--store", envvar="ANCHO_STORE", metavar="URL", expose_value=False,
+                     callback=_remember("store_url"), help=STORE_HELP),
+        click.option("--server", metavar="URL", expose_value=False,
+                     callback=_remember("server_flag"), help=SERVER_HELP),
+    ]  # fmt: skip
+    for option in options:
+        with_backend = option(with_backend)
+    return with_backend
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ancho")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Ancho runs Python simulation models at scale on Mesos."""
+    ctx.ensure_object(Invocation)
 
 
 @cli.command()
@@ -144,6 +173,8 @@ def run(
     overrides = Overrides(sequences, seed, dict(params), executors, containerizer)
     spec = load_spec(target, overrides)
     store = _store(store_url)
+    if spec.sweep is not None:
+        _run_sweep(spec, store, master, as_json)
 
     def created(run: Any) -> None:
         stream = sys.stderr if as_json else sys.stdout
@@ -162,6 +193,26 @@ def run(
         if record.reason:
             click.echo(f"\n{record.state}: {record.reason}")
     sys.exit(EXIT_OK if record.state == "FINISHED" else EXIT_RUN_FAILED)
+
+
+def _run_sweep(spec: RunSpec, store: Store, master: str, as_json: bool) -> NoReturn:
+    """``ancho run SWEEP.json``: every point's run on one cluster, then the table."""
+    from .experiments import experiment_document, experiment_table, new_experiment, store_experiment
+    from .runner import run_all
+
+    experiment, runs = new_experiment(spec)
+    store_experiment(store, experiment, runs)
+    stream = sys.stderr if as_json else sys.stdout
+    stream.write(f"experiment {experiment.id} ({len(runs)} points)\n")
+    stream.flush()
+    run_all(spec, store, experiment.runs, work_dir=Path(".ancho"), progress=sys.stderr,
+            master=master)  # fmt: skip
+    doc = experiment_document(experiment, store, full=True)
+    if as_json:
+        click.echo(json.dumps(experiment_document(experiment, store), indent=2))
+    else:
+        click.echo(experiment_table(doc))
+    sys.exit(EXIT_OK if doc["state"] == "FINISHED" else EXIT_RUN_FAILED)
 
 
 @cli.command()
@@ -197,6 +248,8 @@ def submit(
         data["model"]["source"] = client.upload_model(
             Path(spec.model.source.removeprefix("file://"))
         )
+    if spec.sweep is not None:
+        _submit_sweep(client, data, wait_)
     run_id = client.submit(data)["id"]
     click.echo(f"run {run_id}")
     if not wait_:
@@ -205,6 +258,21 @@ def submit(
     if record.reason and record.state != "FINISHED":
         click.echo(f"{record.state}: {record.reason}", err=True)
     sys.exit(EXIT_OK if record.state == "FINISHED" else EXIT_RUN_FAILED)
+
+
+def _submit_sweep(client: Client, data: dict[str, Any], wait_: bool) -> NoReturn:
+    """``ancho submit SWEEP.json``: the experiment's id; with --wait, its table."""
+    from .client import wait_experiment
+    from .experiments import experiment_table
+
+    submitted = client.submit_experiment(data)
+    click.echo(f"experiment {submitted['id']} ({len(submitted['runs'])} points)")
+    if not wait_:
+        sys.exit(EXIT_OK)
+    wait_experiment(client, submitted["runs"], sys.stderr)
+    doc = client.experiment(submitted["id"])
+    click.echo(experiment_table(doc))
+    sys.exit(EXIT_OK if doc["state"] == "FINISHED" else EXIT_RUN_FAILED)
 
 
 @cli.command()
@@ -241,16 +309,11 @@ def server(
 
 
 @cli.command("list")
-@store_option
-@server_option
+@query_command
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
-def list_runs(store_url: str | None, server_flag: str | None, as_json: bool) -> None:
+def list_runs(backend: Backend, as_json: bool) -> None:
     """List runs, newest first."""
-    client = _client(server_flag, store_url)
-    if client is not None:
-        runs = client.runs()
-    else:
-        runs = [r.to_dict() for r in _store(store_url).list_runs()]
+    runs = backend.runs()
     if as_json:
         for r in runs:
             click.echo(json.dumps(r))
@@ -265,110 +328,53 @@ def list_runs(store_url: str | None, server_flag: str | None, as_json: bool) -> 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@store_option
-@server_option
-def status(run_id: str, store_url: str | None, server_flag: str | None) -> None:
+@query_command
+def status(backend: Backend, run_id: str) -> None:
     """A run's state, counts, timestamps and seed (JSON)."""
-    client = _client(server_flag, store_url)
-    if client is not None:
-        doc = client.run(run_id)
-    else:
-        from .output import run_document
-
-        store = _store(store_url)
-        doc = run_document(store.get_run(run_id), store)
-    click.echo(json.dumps(doc, indent=2))
+    click.echo(json.dumps(backend.run(run_id), indent=2))
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@store_option
-@server_option
+@query_command
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default="jsonl")
 @click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), help="Output file.")
-def results(
-    run_id: str, store_url: str | None, server_flag: str | None, fmt: str, output: str | None
-) -> None:
+def results(backend: Backend, run_id: str, fmt: str, output: str | None) -> None:
     """Every sequence's outputs, in sequence order."""
-    from .output import write_csv, write_jsonl
-
-    client = _client(server_flag, store_url)
-    if client is not None:
-        if fmt == "parquet":
-            raise AnchoError("--format parquet: not through a server; use jsonl or csv")
-        sink = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
-        try:
-            for chunk in client.results(run_id, fmt):
-                sink.write(chunk)
-        finally:
-            if output:
-                sink.close()
-        return
-    store = _store(store_url)
-    run = store.get_run(run_id)
-    rows = store.iter_results(run_id)
     if fmt == "parquet":
         if output is None:
             raise AnchoError("--format parquet: needs -o FILE (Parquet is binary)")
-        from .extras import require
-
-        require("parquet", "`ancho results --format parquet`")
-        from .parquet import write_results_parquet
-
-        write_results_parquet(rows, output)
+        backend.write_parquet(run_id, output)
         return
-    stream = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    chunks = backend.results(run_id, fmt)
+    first = next(chunks, b"")  # an unknown run fails before -o FILE is created
+    sink = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
     try:
-        if fmt == "csv":
-            write_csv(rows, list(run.outputs or []), stream)
-        else:
-            write_jsonl(rows, stream)
+        sink.write(first)
+        for chunk in chunks:
+            sink.write(chunk)
     finally:
         if output:
-            stream.close()
+            sink.close()
+        else:
+            sink.flush()
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@store_option
-@server_option
+@query_command
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="table")
 @click.option(
     "--recompute",
     is_flag=True,
     help="Recompute the built-in statistics from every stored result with Spark.",
 )
-def summary(run_id: str, store_url: str | None, server_flag: str | None, fmt: str,
-            recompute: bool) -> None:  # fmt: skip
+def summary(backend: Backend, run_id: str, fmt: str, recompute: bool) -> None:
     """A run's summary statistics (merged from the executors' partial summaries)."""
-    from .output import summary_document, summary_table
+    from .output import summary_table
 
-    client = _client(server_flag, store_url)
-    if client is not None:
-        doc = client.summary(run_id, recompute=recompute)
-    else:
-        store = _store(store_url)
-        record, stored = store.get_run(run_id), store.get_summary(run_id)
-        if recompute:
-            from .recompute import recompute_outputs
-
-            stored = {**(stored or {}), "outputs": recompute_outputs(store, record)}
-        doc = summary_document(record, stored)
+    doc = backend.summary(run_id, recompute=recompute)
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else summary_table(doc))
-
-
-def _report_data(run_id: str, store_url: str | None, server_flag: str | None) -> ReportData:
-    """What ``ancho report`` shows (run, summary, results iterator), from the store or API."""
-    from .client import record_from_dict
-    from .report import ReportData
-
-    client = _client(server_flag, store_url)
-    if client is not None:
-        run = record_from_dict(client.run(run_id))
-        return ReportData(run, client.summary(run_id), client.result_rows(run_id))
-    store = _store(store_url)
-    run = store.get_run(run_id)
-    return ReportData(run, store.get_summary(run_id), store.iter_results(run_id))
 
 
 @cli.command()
@@ -377,17 +383,14 @@ def _report_data(run_id: str, store_url: str | None, server_flag: str | None) ->
     "-o", "output", required=True, type=click.Path(), metavar="FILE", help="Report file to write."
 )
 @click.option("--pdf", is_flag=True, help="Write a PDF (printed with headless Chromium).")
-@store_option
-@server_option
-def report(
-    run_id: str, output: str, pdf: bool, store_url: str | None, server_flag: str | None
-) -> None:
+@query_command
+def report(backend: Backend, run_id: str, output: str, pdf: bool) -> None:
     """A self-contained HTML report of a run (charts, summary, failures, spec), or a PDF."""
     from .report import build_report, check_output_path, find_chromium, save_report
 
     check_output_path(output)
     chromium = find_chromium() if pdf else None
-    data = _report_data(run_id, store_url, server_flag)
+    data = backend.report_data(run_id)
     page = build_report(data.run, data.summary, data.results)
     save_report(page, output, pdf=pdf, chromium=chromium)
     click.echo(f"report of run {data.run.id} ({data.run.state}): {output}")
@@ -395,56 +398,75 @@ def report(
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@store_option
-@server_option
+@query_command
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-def logs(run_id: str, store_url: str | None, server_flag: str | None, follow: bool) -> None:
+def logs(backend: Backend, run_id: str, follow: bool) -> None:
     """A run's log: scheduler, executor and model lines."""
-    client = _client(server_flag, store_url)
-    if client is not None:
-        for ev in client.logs(run_id, follow):
-            click.echo(_log_line(ev["ts"], ev["source"], ev["level"], ev["message"]))
-        return
-    from .store.follow import EventFollower
-
-    store = _store(store_url)
-    store.get_run(run_id)
-    lines = EventFollower(store, run_id)
-    while True:
-        done = store.get_run(run_id).done  # read before the events: none is missed
-        for ev in lines.poll():
-            click.echo(_log_line(ev.ts, ev.source, ev.level, ev.message))
-        if not follow or done:
-            return
-        time.sleep(0.25)
-
-
-def _log_line(ts: float, source: str, level: str, message: str) -> str:
-    stamp = time.strftime("%H:%M:%S", time.localtime(ts))
-    return f"{stamp} {source} {level}: {message}"
+    for line in backend.logs(run_id, follow):
+        stamp = time.strftime("%H:%M:%S", time.localtime(line.ts))
+        click.echo(f"{stamp} {line.source} {line.level}: {line.message}")
 
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@store_option
-@server_option
-def kill(run_id: str, store_url: str | None, server_flag: str | None) -> None:
+@query_command
+def kill(backend: Backend, run_id: str) -> None:
     """Kill a run (its scheduler stops its batches within a second)."""
-    client = _client(server_flag, store_url)
-    if client is not None:
-        doc = client.kill(run_id)
-        if doc.get("kill_requested"):
-            click.echo(f"run {run_id}: kill requested")
-        else:
-            click.echo(f"run {run_id} already ended {doc['state']}")
+    requested, state = backend.kill(run_id)
+    if requested:
+        click.echo(f"run {run_id}: kill requested")
+    else:
+        click.echo(f"run {run_id} already ended {state}")
+
+
+@cli.group()
+def experiment() -> None:
+    """Experiments: sweeps of a spec's parameters, one run per point."""
+
+
+@experiment.command("list")
+@query_command
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def experiment_list(backend: Backend, as_json: bool) -> None:
+    """List experiments, newest first."""
+    found = backend.experiments()
+    if as_json:
+        for e in found:
+            click.echo(json.dumps(e))
         return
-    store = _store(store_url)
-    run = store.get_run(run_id)
-    if run.done:
-        click.echo(f"run {run_id} already ended {run.state}")
+    click.echo(f"{'EXPERIMENT':12}  {'NAME':20}  {'POINTS':>6}  CREATED")
+    for e in found:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["created_at"]))
+        click.echo(f"{e['id']:12}  {e['name'][:20]:20}  {len(e['points']):>6}  {created}")
+
+
+@experiment.command("status")
+@click.argument("experiment_id", metavar="EXP")
+@query_command
+@click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json")
+def experiment_status(backend: Backend, experiment_id: str, fmt: str) -> None:
+    """An experiment's state and points: each one's parameters, run, state and summary."""
+    from .experiments import experiment_table
+
+    doc = backend.experiment(experiment_id)
+    click.echo(json.dumps(doc, indent=2) if fmt == "json" else experiment_table(doc))
+
+
+@experiment.command("results")
+@click.argument("experiment_id", metavar="EXP")
+@query_command
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+def experiment_results(backend: Backend, experiment_id: str, fmt: str) -> None:
+    """One line per point: its parameters, then each output's mean, sem and ci95."""
+    from .experiments import point_csv_lines, point_rows
+
+    rows = point_rows(backend.experiment(experiment_id))
+    if fmt == "csv":
+        for line in point_csv_lines(rows):
+            click.echo(line, nl=False)
         return
-    store.update_run(run_id, kill_requested=1)
-    click.echo(f"run {run_id}: kill requested")
+    for row in rows:
+        click.echo(json.dumps(row))
 
 
 @cli.group()

@@ -106,6 +106,20 @@ class Client:
         result: dict[str, Any] = self._json("POST", "/api/v1/runs", spec)
         return result
 
+    def submit_experiment(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Submit a sweep spec; ``{"id", "runs"}``."""
+        result: dict[str, Any] = self._json("POST", "/api/v1/experiments", spec)
+        return result
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """The caller's experiments, newest first."""
+        return list(self._json("GET", "/api/v1/experiments")["experiments"])
+
+    def experiment(self, experiment_id: str) -> dict[str, Any]:
+        """One experiment's points, their runs' states and summaries."""
+        result: dict[str, Any] = self._json("GET", f"/api/v1/experiments/{_quote(experiment_id)}")
+        return result
+
     def runs(self) -> list[dict[str, Any]]:
         """The caller's runs, newest first."""
         return list(self._json("GET", "/api/v1/runs")["runs"])
@@ -233,3 +247,31 @@ def wait(client: Client, run_id: str, progress: TextIO | None, poll_s: float = 0
     if bar is not None:
         bar.close(record)
     return record
+
+
+def wait_experiment(
+    client: Client, run_ids: list[str], progress: TextIO | None, poll_s: float = 0.5
+) -> list[RunRecord]:
+    """Poll an experiment's runs (one request a poll) until every one has ended, drawing
+    one progress bar over all their sequences on ``progress``."""
+    from .progress import ProgressBar
+    from .runner import together
+
+    wanted = set(run_ids)
+
+    def records() -> list[RunRecord]:
+        found = {d["id"]: record_from_dict(d) for d in client.runs() if d["id"] in wanted}
+        return [found[r] for r in run_ids if r in found]
+
+    runs = records()
+    bar = ProgressBar(progress, sum(r.sequences for r in runs)) if progress else None
+    while True:
+        if bar is not None:
+            bar.update(together(runs))
+        if len(runs) == len(run_ids) and all(r.done for r in runs):
+            break
+        time.sleep(poll_s)
+        runs = records()
+    if bar is not None:
+        bar.close(together(runs))
+    return runs

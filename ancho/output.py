@@ -7,7 +7,7 @@ import io
 import json
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from .results import OutputValue, SequenceResult
 from .store import RunRecord, Store
@@ -107,30 +107,12 @@ def _json_value(value: OutputValue) -> Any:
     return value
 
 
-def write_jsonl(results: Iterable[SequenceResult], out: TextIO) -> int:
-    """One JSON object per sequence, in sequence order."""
-    n = 0
-    for line in iter_lines(results):
-        out.write(line)
-        n += 1
-    return n
-
-
 def _csv_value(value: OutputValue | None) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value)
-
-
-def write_csv(results: Iterable[SequenceResult], outputs: list[str], out: TextIO) -> int:
-    """Columns ``sequence,status,<outputs…>``; floats written exactly (repr)."""
-    n = -1  # the header is not a sequence
-    for line in csv_lines(results, outputs):
-        out.write(line)
-        n += 1
-    return n
 
 
 def iter_lines(results: Iterable[SequenceResult]) -> Iterator[str]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from .errors import StoreError
 from .progress import ProgressBar
 from .spec import RunSpec
-from .store import RunRecord, Store
+from .store import TERMINAL_STATES, RunRecord, RunState, Store
 
 if TYPE_CHECKING:
     from scheduler.credentials import RunCredentials
@@ -154,6 +154,29 @@ def run_local(
     ``on_created(run)`` is called once the run is stored (the CLI prints its id then).
     Ctrl-C kills the run and waits for it to end.
     """
+    run = new_run(spec)
+    store.create_run(run)
+    if on_created is not None:
+        on_created(run)
+    run_all(spec, store, [run.id], work_dir=work_dir, progress=progress, master=master)
+    return store.get_run(run.id)
+
+
+def run_all(
+    spec: RunSpec,
+    store: Store,
+    run_ids: list[str],
+    *,
+    work_dir: Path,
+    progress: TextIO | None = None,
+    master: str = "embedded",
+) -> None:
+    """Run stored QUEUED runs (one, or an experiment's) to their ends on one cluster.
+
+    ``spec`` says what the runs need (a custom summary: Spark; Docker); the runs of an
+    experiment need the same. The progress bar counts every run's sequences. Ctrl-C
+    kills the runs and waits for them to end.
+    """
     from .extras import require
 
     custom = bool(spec.model.summary)
@@ -167,10 +190,6 @@ def run_local(
     from scheduler.service import SchedulerService, config_from_env
 
     work_dir = work_dir.resolve()
-    run = new_run(spec)
-    store.create_run(run)
-    if on_created is not None:
-        on_created(run)
     job = None
     if custom:
         from scheduler.summary_job import SummaryJob  # Spark and Arrow: only when needed
@@ -182,7 +201,8 @@ def run_local(
     if spec.executor.containerizer == "docker":
         share_with_containers(docker_cache, *_sqlite_files(store.url))
     launch = executor_launch(master == "embedded", work_dir, lambda _run_id: store.url)
-    bar = ProgressBar(progress, run.sequences) if progress is not None else None
+    runs = [store.get_run(run_id) for run_id in run_ids]
+    bar = ProgressBar(progress, sum(r.sequences for r in runs)) if progress is not None else None
     try:
         with contextlib.ExitStack() as stack:
             if master == "embedded":
@@ -192,16 +212,34 @@ def run_local(
             service = SchedulerService(store, master, launch, job, config_from_env(), 60.0)
             service.start()
             try:
-                service.submit(run)
-                _wait(store, run.id, service, bar)
+                for run in runs:
+                    service.submit(run)
+                _wait(store, run_ids, service, bar)
             finally:
                 service.stop(failover=False)
     finally:
         if job is not None:
             job.close()
     if bar is not None:
-        bar.close(store.get_run(run.id))
-    return store.get_run(run.id)
+        bar.close(together([store.get_run(run_id) for run_id in run_ids]))
+
+
+def together(runs: list[RunRecord]) -> RunRecord:
+    """One run's record as is; several as one, for the progress bar: their counts
+    summed, RUNNING until every one has ended, then FINISHED if all did."""
+    if len(runs) == 1:
+        return runs[0]
+    states: set[str] = {r.state for r in runs}
+    state: RunState
+    if not states <= TERMINAL_STATES:
+        state = "STAGING" if states <= {"QUEUED", "STAGING"} else "RUNNING"
+    else:
+        state = "FINISHED" if states == {"FINISHED"} else "FAILED"
+    return RunRecord(
+        id="+".join(r.id for r in runs), name="", spec={}, seed=runs[0].seed,
+        sequences=sum(r.sequences for r in runs), state=state,
+        ok=sum(r.ok for r in runs), failed=sum(r.failed for r in runs),
+    )  # fmt: skip
 
 
 def _sqlite_files(url: str) -> list[Path]:
@@ -213,37 +251,42 @@ def _sqlite_files(url: str) -> list[Path]:
     return [f for f in files if f.exists()]
 
 
-def _wait(store: Store, run_id: str, service: SchedulerService, bar: ProgressBar | None) -> None:
+def _wait(
+    store: Store, run_ids: list[str], service: SchedulerService, bar: ProgressBar | None
+) -> None:
     killed = False
     patience = float(os.environ.get("ANCHO_STORE_PATIENCE_S", "120"))
     unreachable_since: float | None = None
     while True:
         try:
             try:
-                record = store.get_run(run_id)
+                records = [store.get_run(run_id) for run_id in run_ids]
                 live = None
-                if bar is not None and record.state == "RUNNING":
-                    live = (store.get_live(run_id) or {}).get("live")
+                if bar is not None and len(records) == 1 and records[0].state == "RUNNING":
+                    live = (store.get_live(run_ids[0]) or {}).get("live")
             except StoreError as exc:
                 # A store that restarts comes back; one that does not ends the run here.
                 now = time.monotonic()
                 unreachable_since = unreachable_since or now
                 if now - unreachable_since > patience:
                     raise StoreError(
-                        f"{exc.message}; unreachable for {patience:.0f} s, so run {run_id} is"
-                        " abandoned (sequences already stored are kept)"
+                        f"{exc.message}; unreachable for {patience:.0f} s, so run"
+                        f" {', '.join(run_ids)} is abandoned (sequences already stored are"
+                        " kept)"
                     ) from None
                 time.sleep(1.0)
                 continue
             unreachable_since = None
             if bar is not None:
-                bar.update(record, live)
-            if record.done:
+                bar.update(together(records), live)
+            if all(r.done for r in records):
                 return
             time.sleep(0.2)
         except KeyboardInterrupt:
             if killed:
                 raise
             killed = True
-            sys.stderr.write("\ninterrupted: killing the run (Ctrl-C again to abandon it)\n")
-            service.kill(run_id)
+            what = "the run" if len(run_ids) == 1 else "the runs"
+            sys.stderr.write(f"\ninterrupted: killing {what} (Ctrl-C again to abandon it)\n")
+            for run_id in run_ids:
+                service.kill(run_id)

@@ -20,12 +20,15 @@ import jsonschema
 from . import sources
 from .errors import ErrorDetail, SpecError
 from .seeding import draw_seed
+from .sweep import expand_sweep
 
 #: Spec file looked for inside a model directory given to ``ancho run MODEL_DIR``.
 MODEL_DIR_SPEC = "ancho.json"
 #: Sequences of a bare model directory run with no spec file and no ``--sequences``.
 DEFAULT_SEQUENCES = 1000
 DEFAULT_ENTRYPOINT = "model:simulate"
+#: A run's ``priority`` when its spec gives none.
+DEFAULT_PRIORITY = 50
 
 
 @cache
@@ -83,6 +86,10 @@ class RunSpec:
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     #: ``{output: {"sem" | "ci95_halfwidth" | "rel_ci95": bound}}`` (DESIGN.md).
     targets: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Orders a user's own runs (0 to 100, higher first).
+    priority: int = DEFAULT_PRIORITY
+    #: An experiment's sweep (``ancho.sweep``); None for a single run.
+    sweep: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON (every default written out), valid against the schema."""
@@ -104,6 +111,9 @@ class RunSpec:
             out["timeout_s"] = self.timeout_s
         if self.targets:
             out["targets"] = self.targets
+        out["priority"] = self.priority
+        if self.sweep is not None:
+            out["sweep"] = self.sweep
         return out
 
     @classmethod
@@ -140,6 +150,8 @@ class RunSpec:
                 network=ex.get("network", "none"),
             ),
             targets=_targets(data.get("targets", {})),
+            priority=int(data.get("priority", DEFAULT_PRIORITY)),
+            sweep=copy.deepcopy(data["sweep"]) if "sweep" in data else None,
         )
 
 
@@ -183,6 +195,13 @@ def validate(data: Any) -> None:
     if isinstance(cpus, int | float) and not isinstance(cpus, bool) and 0 < cpus < MIN_CPUS:
         details.append(ErrorDetail("/resources/cpus", f"must be >= {MIN_CPUS} (an executor's"
                                    " share; Mesos counts cpus in thousandths)"))  # fmt: skip
+    sweep = data.get("sweep") if isinstance(data, dict) else None
+    if isinstance(sweep, dict) and not any(d.path.startswith("/sweep") for d in details):
+        params = data.get("parameters")
+        try:
+            expand_sweep(sweep, params if isinstance(params, dict) else {})
+        except SpecError as exc:
+            details.extend(exc.details)
     if details:
         raise SpecError("invalid run spec", details)
 
@@ -218,7 +237,12 @@ def _describe(err: jsonschema.ValidationError) -> list[ErrorDetail]:
         "pattern": "must look like module:function (e.g. model:simulate)"
         if ":" in str(value)
         else f"{json.dumps(err.instance)} is not an output name (letters, digits, _)",
-        "minProperties": "must set at least one of sem, ci95_halfwidth, rel_ci95",
+        "minProperties": "must be one of grid, points, latin_hypercube"
+        if path == ["sweep"]
+        else "must set at least one of sem, ci95_halfwidth, rel_ci95",
+        "maxProperties": "must be exactly one of grid, points, latin_hypercube",
+        "minItems": f"must have {value} items" if kind == "minItems" else "",
+        "maxItems": f"must have {value} items" if kind == "maxItems" else "",
     }
     return [ErrorDetail(where, messages.get(str(kind), err.message))]
 

@@ -18,7 +18,7 @@ import pytest
 from ancho.errors import NotFound, StoreError
 from ancho.messages import BatchReport
 from ancho.results import SequenceResult
-from ancho.store import BatchRecord, RunRecord, Store, open_store
+from ancho.store import BatchRecord, ExperimentRecord, RunRecord, Store, open_store
 from scheduler.events import (
     Launch,
     Offer,
@@ -502,3 +502,19 @@ def test_a_follower_gets_a_line_stored_after_a_later_one(cassandra_url: str) -> 
         assert [e.message for e in store.iter_events("r1", first.id)] == ["next"]  # the old way
     finally:
         store.close()
+
+
+def test_experiments_are_stored_listed_newest_first_and_found(store: Store) -> None:
+    older = ExperimentRecord("x1", "coins", "ada", {"sweep": {"grid": {"p": [0.1, 0.2]}}},
+                             [{"p": 0.1}, {"p": 0.2}], ["r1", "r2"], 1000.0)  # fmt: skip
+    newer = ExperimentRecord("x2", "dice", "bob", {"sweep": {"points": [{}]}}, [{}], ["r3"],
+                             2000.0)  # fmt: skip
+    store.create_experiment(older)
+    store.create_experiment(newer)
+    assert store.get_experiment("x1") == older
+    assert [e.id for e in store.list_experiments()] == ["x2", "x1"]
+    assert store.list_experiments(owner="ada") == [older]
+    assert older.to_dict()["points"] == [{"parameters": {"p": 0.1}, "run": "r1"},
+                                         {"parameters": {"p": 0.2}, "run": "r2"}]  # fmt: skip
+    with pytest.raises(NotFound):
+        store.get_experiment("x3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import errors, meta, models, runs, web
+from . import errors, experiments, meta, models, runs, web
 from .context import ServerContext
 
 
@@ -14,7 +14,7 @@ def create_app(context: ServerContext) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = context.max_upload_bytes + 2**20  # bodies beyond: 413
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["ancho"] = context
-    for bp in (runs.bp, models.bp, meta.bp, web.bp):
+    for bp in (runs.bp, experiments.bp, models.bp, meta.bp, web.bp):
         app.register_blueprint(bp)
     errors.install(app)
     return app

@@ -29,6 +29,10 @@ SPEC_EXAMPLE = {
     "seed": 42,
 }
 
+#: What ``POST /api/v1/experiments`` takes.
+SWEEP_EXAMPLE = {**SPEC_EXAMPLE, "parameters": {"samples": 10000, "strike": 100},
+                 "sweep": {"grid": {"strike": [90, 100, 110]}}}  # fmt: skip
+
 
 def _rewrite_refs(node: Any) -> Any:
     if isinstance(node, dict):
@@ -64,6 +68,10 @@ RUN_ID = {
     "required": True,
     "description": "the run's id (another user's run is answered 404, like a missing one)",
     "schema": {"type": "string"},
+}
+EXPERIMENT_ID = {
+    **RUN_ID,
+    "description": "the experiment's id (another user's is answered 404, like a missing one)",
 }
 #: Answers of every operation on one of the caller's runs.
 RUN_ERRORS = {"401": ERROR, "404": ERROR}
@@ -255,6 +263,55 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/v1/experiments": {
+                "post": {
+                    "operationId": "submitExperiment",
+                    "summary": "Submit a sweep: one run per point, all with the spec's seed",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": _ref("RunSpec"),
+                                "example": SWEEP_EXAMPLE,
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            **_json(_ref("ExperimentSubmitted"), "the runs are stored and queued"),
+                            "headers": {
+                                "Location": {
+                                    "description": "the experiment's URL",
+                                    "schema": {"type": "string"},
+                                }
+                            },
+                        },
+                        "400": ERROR,
+                        "401": ERROR,
+                        "413": ERROR,
+                    },
+                },
+                "get": {
+                    "operationId": "listExperiments",
+                    "summary": "The caller's experiments, newest first",
+                    "responses": {
+                        "200": _json(_ref("ExperimentList"), "experiments"),
+                        "401": ERROR,
+                    },
+                },
+            },
+            "/api/v1/experiments/{id}": {
+                "parameters": [EXPERIMENT_ID],
+                "get": {
+                    "operationId": "getExperiment",
+                    "summary": "An experiment's points, their runs' states and summaries",
+                    "responses": {
+                        "200": _json(_ref("ExperimentDetail"), "the experiment"),
+                        "401": ERROR,
+                        "404": ERROR,
+                    },
+                },
+            },
             "/api/v1/models": {
                 "post": {
                     "operationId": "uploadModel",
@@ -396,6 +453,67 @@ def _shapes() -> dict[str, Any]:
                 "id": {"type": "string"},
                 "state": {"type": "string", "enum": STATES},
                 "kill_requested": {"type": "boolean"},
+            },
+        },
+        "ExperimentSubmitted": {
+            "type": "object",
+            "required": ["id", "runs"],
+            "properties": {
+                "id": {"type": "string"},
+                "runs": {"type": "array", "items": {"type": "string"}, "description": "by point"},
+            },
+        },
+        "ExperimentList": {
+            "type": "object",
+            "required": ["experiments"],
+            "properties": {
+                "experiments": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "name", "owner", "created_at", "points"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "name": {"type": "string"},
+                            "owner": {"type": "string"},
+                            "created_at": {"type": "number"},
+                            "points": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["parameters", "run"],
+                                    "properties": {
+                                        "parameters": {"type": "object"},
+                                        "run": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "ExperimentDetail": {
+            "type": "object",
+            "required": ["experiment", "name", "created_at", "state", "points"],
+            "properties": {
+                "experiment": {"type": "string"},
+                "name": {"type": "string"},
+                "created_at": {"type": "number"},
+                "state": {"type": "string", "enum": STATES},
+                "points": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["parameters", "run", "state", "summary"],
+                        "properties": {
+                            "parameters": {"type": "object"},
+                            "run": {"type": "string"},
+                            "state": {"type": "string", "enum": STATES},
+                            "summary": {"oneOf": [_ref("Summary"), {"type": "null"}]},
+                        },
+                    },
+                },
             },
         },
         "Uploaded": {

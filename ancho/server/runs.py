@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from ..errors import ErrorDetail, NotFound, SpecError
 from ..output import csv_lines, iter_lines, run_document, summary_document
 from ..runner import new_run
-from ..spec import spec_from_data
+from ..spec import RunSpec, spec_from_data
 from ..store import RunRecord
 from ..store.follow import EventFollower
 from .auth import context, current_user, require_user
@@ -40,10 +40,8 @@ def _local_source(source: str) -> bool:
     return not source.startswith(kinds)
 
 
-@bp.post("")
-def submit() -> tuple[Response, int, dict[str, str]]:
-    """Validate a spec, store the run as the caller's, and schedule it."""
-    data = request.get_json(silent=True)
+def served_spec(data: Any) -> RunSpec:
+    """A spec posted to the server: valid, with a model source the server can fetch."""
     if data is None:
         raise SpecError("the body must be a run spec as JSON (Content-Type: application/json)")
     spec = spec_from_data(data, where="body")
@@ -54,6 +52,16 @@ def submit() -> tuple[Response, int, dict[str, str]]:
                          " upload the model (POST /api/v1/models, or `ancho submit`) and use"
                          " its sha256: source, or an https://, git+ or s3:// source")],
         )  # fmt: skip
+    return spec
+
+
+@bp.post("")
+def submit() -> tuple[Response, int, dict[str, str]]:
+    """Validate a spec, store the run as the caller's, and schedule it."""
+    spec = served_spec(request.get_json(silent=True))
+    if spec.sweep is not None:
+        why = "a spec with a sweep is an experiment: POST it to /api/v1/experiments"
+        raise SpecError("invalid run spec", [ErrorDetail("/sweep", why)])
     run = new_run(spec, owner=current_user())
     ctx = context()
     ctx.store.create_run(run)

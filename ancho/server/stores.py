@@ -15,7 +15,16 @@ from typing import Any
 
 from ..errors import AnchoError, NotFound
 from ..results import SequenceResult
-from ..store import BatchRecord, Counts, Event, RunRecord, Store, UserRecord, open_store
+from ..store import (
+    BatchRecord,
+    Counts,
+    Event,
+    ExperimentRecord,
+    RunRecord,
+    Store,
+    UserRecord,
+    open_store,
+)
 
 
 class RoutingStore(Store):
@@ -95,6 +104,37 @@ class RoutingStore(Store):
             except AnchoError:
                 continue  # an unreachable or revoked user's store hides only their runs
         return sorted(runs.values(), key=lambda r: r.created_at, reverse=True)
+
+    # --- experiments --------------------------------------------------------------------
+    def create_experiment(self, experiment: ExperimentRecord) -> None:
+        """Create the experiment in its owner's store."""
+        self.for_user(experiment.owner).create_experiment(experiment)
+
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+        """The experiment, from whichever user's store holds it."""
+        for store in self._user_stores():
+            try:
+                return store.get_experiment(experiment_id)
+            except NotFound:
+                continue
+        raise NotFound(f"no experiment {experiment_id!r}")
+
+    def list_experiments(self, owner: str | None = None) -> list[ExperimentRecord]:
+        """``owner``'s experiments, or every user's (newest first)."""
+        if owner is not None:
+            return self.for_user(owner).list_experiments(owner)
+        found: list[ExperimentRecord] = []
+        for store in self._user_stores():
+            try:
+                found.extend(store.list_experiments())
+            except AnchoError:
+                continue  # an unreachable user's store hides only their experiments
+        return sorted(found, key=lambda e: e.created_at, reverse=True)
+
+    def _user_stores(self) -> list[Store]:
+        """Each live user's store, once."""
+        urls = dict.fromkeys(u.store for u in self.admin.list_users() if not u.revoked)
+        return [self._open(url) for url in urls]
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Update in the owner's store."""

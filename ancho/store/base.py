@@ -107,6 +107,32 @@ class BatchRecord:
 
 
 @dataclass(slots=True, frozen=True)
+class ExperimentRecord:
+    """An experiment: its sweep spec, and one run per point, in the sweep's order."""
+
+    id: str
+    name: str
+    owner: str
+    spec: dict[str, Any]
+    points: list[dict[str, Any]]
+    runs: list[str]
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the API lists it: its id, name, owner, created_at, and ``points``, each
+        ``{"parameters", "run"}``."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "created_at": self.created_at,
+            "points": [
+                {"parameters": p, "run": r} for p, r in zip(self.points, self.runs, strict=True)
+            ],
+        }
+
+
+@dataclass(slots=True, frozen=True)
 class UserRecord:
     """A user: the SHA-256 of their API token, and the store URL their runs live in."""
 
@@ -254,6 +280,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_meta(self, key: str, value: str | None) -> None:
         """Set (or, with None, delete) a framework-wide value."""
+
+    # experiments ------------------------------------------------------------
+    @abc.abstractmethod
+    def create_experiment(self, experiment: ExperimentRecord) -> None:
+        """Insert a new experiment (its runs are created with :meth:`create_run`)."""
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+        """The experiment, or :class:`~ancho.errors.NotFound`."""
+
+    @abc.abstractmethod
+    def list_experiments(self, owner: str | None = None) -> list[ExperimentRecord]:
+        """Experiments, newest first (only ``owner``'s when given)."""
 
     # users (tokens for the REST API; stored hashed) -------------------------
     @abc.abstractmethod

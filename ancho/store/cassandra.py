@@ -36,6 +36,7 @@ from .base import (
     BatchRecord,
     Counts,
     Event,
+    ExperimentRecord,
     RunRecord,
     Store,
     UserRecord,
@@ -85,6 +86,10 @@ _TABLES = {
         " stop bigint, attempt int, executor_id text, agent_id text,"
         " PRIMARY KEY (run_id, task_id))"
     ),
+    "experiments": (
+        "CREATE TABLE IF NOT EXISTS {ks}.experiments (id text PRIMARY KEY, name text,"
+        " owner text, spec text, points text, runs text, created_at double)"
+    ),
     "users": (
         "CREATE TABLE IF NOT EXISTS {ks}.users (name text PRIMARY KEY, token_sha256 text,"
         " store text, created_at double, revoked boolean)"
@@ -94,6 +99,7 @@ _TABLES = {
         " chunks int static, size bigint static, PRIMARY KEY (digest, chunk))"
     ),
 }
+_EXPERIMENT_COLUMNS = "id, name, owner, spec, points, runs, created_at"
 _RUN_COLUMNS = (
     "id, name, owner, state, spec, seed, sequences, outputs, ok, failed, running, reason,"
     " created_at, started_at, finished_at, kill_requested, next_index"
@@ -657,6 +663,36 @@ class CassandraStore(Store):
         )
         return [BatchRecord(*row) for row in rows]
 
+    # --- experiments -------------------------------------------------------------------
+    def create_experiment(self, experiment: ExperimentRecord) -> None:
+        """Insert a new experiment."""
+        e = experiment
+        inserted = self._run_sql(
+            f"INSERT INTO {self._ks()}.experiments ({_EXPERIMENT_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) IF NOT EXISTS",
+            (e.id, e.name, e.owner, json.dumps(e.spec), json.dumps(e.points),
+             json.dumps(e.runs), e.created_at),
+        )  # fmt: skip
+        if not inserted.was_applied:
+            raise StoreError(f"{_redact(self.url)}: an experiment {e.id!r} exists already")
+
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+        """The experiment, or NotFound."""
+        row = self._run_sql(
+            f"SELECT {_EXPERIMENT_COLUMNS} FROM {self._ks()}.experiments WHERE id = %s",
+            (experiment_id,),
+        ).one()
+        if row is None:
+            raise NotFound(f"no experiment {experiment_id!r} in {_redact(self.url)}")
+        return _experiment(row)
+
+    def list_experiments(self, owner: str | None = None) -> list[ExperimentRecord]:
+        """Experiments, newest first (a small table: read whole)."""
+        rows = self._run_sql(f"SELECT {_EXPERIMENT_COLUMNS} FROM {self._ks()}.experiments")
+        found = [e for e in map(_experiment, rows) if owner is None or e.owner == owner]
+        return sorted(found, key=lambda e: e.created_at, reverse=True)
+
+    # --- users ---------------------------------------------------------------------------
     def put_user(self, user: UserRecord) -> None:
         """Insert or replace a user."""
         self._run_sql(
@@ -795,6 +831,13 @@ class CassandraStore(Store):
             self._run_sql(
                 f"INSERT INTO {self._ks()}.meta (key, value) VALUES (%s, %s)", (key, value)
             )
+
+
+def _experiment(row: Any) -> ExperimentRecord:
+    points, runs = json.loads(row.points), json.loads(row.runs)
+    return ExperimentRecord(
+        row.id, row.name, row.owner, json.loads(row.spec), points, runs, row.created_at
+    )
 
 
 def _run(row: Any) -> RunRecord:

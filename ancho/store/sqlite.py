@@ -24,6 +24,7 @@ from .base import (
     BatchRecord,
     Counts,
     Event,
+    ExperimentRecord,
     RunRecord,
     Store,
     UserRecord,
@@ -67,6 +68,10 @@ CREATE TABLE IF NOT EXISTS partials (
     PRIMARY KEY (run_id, block)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS live (run_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL, spec TEXT NOT NULL,
+    points TEXT NOT NULL, runs TEXT NOT NULL, created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS batches (
     run_id TEXT NOT NULL, task_id TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL,
     attempt INTEGER NOT NULL, executor_id TEXT NOT NULL, agent_id TEXT NOT NULL,
@@ -94,6 +99,12 @@ def _dumps(value: Any) -> str:
     # allow_nan: models may return non-finite floats; Python's JSON writes NaN/Infinity
     # and reads them back as the same float values.
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
+
+
+def _experiment(row: Any) -> ExperimentRecord:
+    id_, name, owner, spec, points, runs, created_at = tuple(row)
+    return ExperimentRecord(id_, name, owner, json.loads(spec), json.loads(points),
+                            json.loads(runs), created_at)  # fmt: skip
 
 
 class SQLiteStore(Store):
@@ -390,7 +401,34 @@ class SQLiteStore(Store):
         )
         return [Event(*row) for row in rows]
 
-    # users ----------------------------------------------------------------
+    # experiments ------------------------------------------------------------
+    def create_experiment(self, experiment: ExperimentRecord) -> None:
+        """Insert a new experiment."""
+        e = experiment
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO experiments VALUES (?,?,?,?,?,?,?)",
+                (e.id, e.name, e.owner, _dumps(e.spec), _dumps(e.points), _dumps(e.runs),
+                 e.created_at),
+            )  # fmt: skip
+
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+        """The experiment, or NotFound."""
+        row = (
+            self._conn()
+            .execute("SELECT * FROM experiments WHERE id=?", (experiment_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFound(f"no experiment {experiment_id!r} in {self.url}")
+        return _experiment(row)
+
+    def list_experiments(self, owner: str | None = None) -> list[ExperimentRecord]:
+        """Experiments, newest first."""
+        rows = self._conn().execute("SELECT * FROM experiments ORDER BY created_at DESC")
+        return [e for e in map(_experiment, rows) if owner is None or e.owner == owner]
+
+    # users ------------------------------------------------------------------
     def put_user(self, user: UserRecord) -> None:
         """Insert or replace a user."""
         with self._write() as c:
