@@ -198,8 +198,9 @@ def run(
 def _run_sweep(spec: RunSpec, store: Store, master: str, as_json: bool) -> NoReturn:
     """``ancho run SWEEP.json``: every point's run on one cluster, then the table."""
     from .experiments import experiment_document, experiment_table, new_experiment, store_experiment
-    from .runner import run_all
+    from .runner import require_extras, run_all
 
+    require_extras(spec)
     experiment, runs = new_experiment(spec)
     store_experiment(store, experiment, runs)
     stream = sys.stderr if as_json else sys.stdout
@@ -417,6 +418,22 @@ def kill(backend: Backend, run_id: str) -> None:
         click.echo(f"run {run_id}: kill requested")
     else:
         click.echo(f"run {run_id} already ended {state}")
+
+
+@cli.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@query_command
+@click.option("--output", metavar="X", help="The output to compare (default: the first shared).")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(backend: Backend, run_a: str, run_b: str, output: str | None, as_json: bool) -> None:
+    """RUN_A's mean minus RUN_B's, with its 95% interval: paired over the sequence index
+    when both have the same seed and sequence count (common random numbers), else Welch."""
+    from .compare import compare_runs
+
+    a, b = backend.run(run_a), backend.run(run_b)
+    result = compare_runs(a, b, backend.rows(run_a), backend.rows(run_b), output)
+    click.echo(json.dumps(result.to_dict()) if as_json else result.text(run_a, run_b))
 
 
 @cli.group()

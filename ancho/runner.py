@@ -138,6 +138,16 @@ def executor_launch(
     )
 
 
+def require_extras(spec: RunSpec) -> None:
+    """Refuse, before anything is stored, a spec whose runs need an extra not installed."""
+    from .extras import require
+
+    if spec.model.summary:
+        require("spark", "A custom summary", "Spark (on Java 17) runs the model's summarize.")
+    if spec.executor.containerizer == "docker":
+        require("docker", "The Docker containerizer")
+
+
 def run_local(
     spec: RunSpec,
     store: Store,
@@ -154,6 +164,7 @@ def run_local(
     ``on_created(run)`` is called once the run is stored (the CLI prints its id then).
     Ctrl-C kills the run and waits for it to end.
     """
+    require_extras(spec)
     run = new_run(spec)
     store.create_run(run)
     if on_created is not None:
@@ -177,13 +188,8 @@ def run_all(
     experiment need the same. The progress bar counts every run's sequences. Ctrl-C
     kills the runs and waits for them to end.
     """
-    from .extras import require
-
+    require_extras(spec)
     custom = bool(spec.model.summary)
-    if custom:
-        require("spark", "A custom summary", "Spark (on Java 17) runs the model's summarize.")
-    if spec.executor.containerizer == "docker":
-        require("docker", "The Docker containerizer")
     from ancho.embedded import EmbeddedCluster
     from ancho.embedded.containerizer import ProcessContainerizer
     from ancho.embedded.docker_containerizer import DockerContainerizer, share_with_containers

@@ -125,6 +125,25 @@ def test_ancho_run_of_a_custom_summary_without_spark_stores_no_run(
     assert open_store(url).list_runs() == []
 
 
+def test_ancho_run_of_a_custom_summary_sweep_without_spark_stores_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = json.loads((REPO / "examples" / "option" / "ancho.json").read_text())
+    spec["model"]["source"] = str(REPO / "examples" / "option")
+    spec["sweep"] = {"grid": {"strike": [100.0, 101.0]}}
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps(spec))
+    _without_spark(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'ancho.db'}"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", str(sweep), "--store", url, "--sequences", "10"])
+    assert exit_.value.code == 2
+    assert "pip install 'ancho[spark]'" in capsys.readouterr().err
+    store = open_store(url)
+    assert (store.list_runs(), store.list_experiments()) == ([], [])
+
+
 @pytest.mark.slow
 def test_the_executor_image_holds_the_core_only(executor_image: str) -> None:
     probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
