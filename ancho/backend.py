@@ -18,6 +18,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .client import Client
+    from .compare import Row
     from .report import ReportData
 
 __all__ = ["Backend", "LogLine", "ServerBackend", "StoreBackend", "resolve_backend"]
@@ -63,6 +64,9 @@ class Backend(Protocol):
     def kill(self, run_id: str) -> tuple[bool, str]:
         """Ask for the run to be killed: (whether it was asked now, the run's state)."""
 
+    def rows(self, run_id: str) -> Iterator[Row]:
+        """The results as (sequence, status, outputs), in sequence order, streamed."""
+
     def experiments(self) -> list[dict[str, Any]]:
         """The caller's experiments, newest first, as the API lists them."""
 
@@ -105,6 +109,10 @@ class ServerBackend:
     def kill(self, run_id: str) -> tuple[bool, str]:
         doc = self.client.kill(run_id)
         return bool(doc.get("kill_requested")), str(doc.get("state", ""))
+
+    def rows(self, run_id: str) -> Iterator[Row]:
+        for doc in self.client.result_rows(run_id):
+            yield doc["sequence"], doc["status"], doc.get("outputs") or {}
 
     def experiments(self) -> list[dict[str, Any]]:
         return self.client.experiments()
@@ -185,6 +193,11 @@ class StoreBackend:
             return False, run.state
         self.store.update_run(run_id, kill_requested=1)
         return True, run.state
+
+    def rows(self, run_id: str) -> Iterator[Row]:
+        self.store.get_run(run_id)
+        for r in self.store.iter_results(run_id):
+            yield r.sequence, r.status, r.outputs
 
     def experiments(self) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.store.list_experiments()]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e import MODELS, LiveServer, ancho, write_spec
+from e2e import EXAMPLES, MODELS, LiveServer, ancho, write_spec
 
 from ancho.client import pack
 
@@ -154,3 +154,47 @@ def _upload(server: LiveServer, token: str) -> str:
                                     {"Content-Type": "application/gzip"})  # fmt: skip
     assert status == 201, doc
     return str(doc["source"])
+
+
+def _black_scholes_call(s0: float, k: float, r: float, sigma: float, t: float) -> float:
+    d1 = (math.log(s0 / k) + (r + sigma**2 / 2) * t) / (sigma * math.sqrt(t))
+    d2 = d1 - sigma * math.sqrt(t)
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+    return s0 * cdf(d1) - k * math.exp(-r * t) * cdf(d2)
+
+
+def test_paired_comparison_of_two_strikes_is_narrower_and_covers_black_scholes(
+    tmp_path: Path,
+) -> None:
+    params = {"spot": 100.0, "strike": 100.0, "rate": 0.03, "sigma": 0.2, "maturity": 1.0,
+              "steps": 4}  # fmt: skip
+    spec = {"model": {"source": str(EXAMPLES / "option"), "entrypoint": "model:simulate",
+                      "setup": "model:setup"},
+            "parameters": params, "sequences": 4000, "seed": 17,
+            "sweep": {"points": [{"strike": 100.0}, {"strike": 101.0}]}}  # fmt: skip
+    run = ancho("run", str(write_spec(tmp_path, spec)), "--json", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    at_100, at_101 = (p["run"] for p in run.json()["points"])
+    paired = ancho("compare", at_100, at_101, "--output", "payoff", "--json", cwd=tmp_path)
+    assert paired.code == 0, paired.stderr
+    p = paired.json()
+    # The same pair at another seed for point B: unpaired, Welch.
+    other = ancho("run", str(write_spec(tmp_path, {**spec, "seed": 18}, "other.json")), "--json",
+                  cwd=tmp_path)  # fmt: skip
+    unpaired_b = other.json()["points"][1]["run"]
+    w = ancho("compare", at_100, unpaired_b, "--output", "payoff", "--json", cwd=tmp_path).json()
+    exact = _black_scholes_call(100, 100, 0.03, 0.2, 1) - _black_scholes_call(100, 101, 0.03,
+                                                                              0.2, 1)  # fmt: skip
+    assert p["paired"] is True and w["paired"] is False and w["variance_reduction"] == 1.0
+    for c in (p, w):
+        assert c["output"] == "payoff" and c["ci95"][0] < exact < c["ci95"][1], (c, exact)
+    width_p, width_w = p["ci95"][1] - p["ci95"][0], w["ci95"][1] - w["ci95"][0]
+    assert width_w > 5 * width_p, (width_p, width_w)
+    assert p["variance_reduction"] > 25
+    text = ancho("compare", at_100, at_101, cwd=tmp_path)
+    assert text.code == 0 and "paired over 4,000 sequences" in text.stdout
+    bad = ancho("compare", at_100, at_101, "--output", "nope", cwd=tmp_path)
+    assert bad.code == 2 and "has no output 'nope'" in bad.stderr and "Traceback" not in bad.stderr
