@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -45,6 +46,24 @@ class ParamType(click.ParamType):  # type: ignore[type-arg]
             return parse_param(value)
         except SpecError as exc:
             self.fail(exc.message, param, ctx)
+
+
+class QuotaType(click.ParamType):  # type: ignore[type-arg]
+    """``--max-cpus``: a positive number of cpus, or ``none`` (no quota)."""
+
+    name = "CPUS|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """A float, or None for ``none``."""
+        if value is None or value == "none":
+            return None
+        try:
+            cpus = float(value)
+        except ValueError:
+            cpus = math.nan
+        if not cpus > 0 or math.isinf(cpus):
+            self.fail(f"{value!r} is neither a positive number of cpus nor none", param, ctx)
+        return cpus
 
 
 class MasterType(click.ParamType):  # type: ignore[type-arg]
@@ -494,11 +513,26 @@ def user() -> None:
 @user.command("add")
 @click.argument("name")
 @store_option
-def user_add(name: str, store_url: str | None) -> None:
+@click.option("--max-cpus", type=click.FloatRange(min=0, min_open=True),
+              help="The most cpus the user's executors may hold together.")  # fmt: skip
+def user_add(name: str, store_url: str | None, max_cpus: float | None) -> None:
     """Create a user; prints {"user", "token", "store"} (the token is shown only once)."""
     from .users import add_user
 
-    click.echo(json.dumps(add_user(_store(store_url), name)))
+    click.echo(json.dumps(add_user(_store(store_url), name, max_cpus)))
+
+
+@user.command("set")
+@click.argument("name")
+@store_option
+@click.option("--max-cpus", required=True, type=QuotaType(),
+              help="The user's new cpu quota, or 'none' to lift it.")  # fmt: skip
+def user_set(name: str, store_url: str | None, max_cpus: float | None) -> None:
+    """Change a user's cpu quota; a running server applies it within seconds."""
+    from .users import set_quota
+
+    set_quota(_store(store_url), name, max_cpus)
+    click.echo(f"user {name}: max_cpus {'none' if max_cpus is None else f'{max_cpus:g}'}")
 
 
 @user.command("list")

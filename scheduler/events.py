@@ -38,6 +38,11 @@ class RunInfo:
     block_size: int = 1
     #: Precision targets: (output, "sem" | "ci95_halfwidth" | "rel_ci95", bound).
     targets: tuple[tuple[str, str, float], ...] = ()
+    #: Whose run it is: offers are shared fairly between owners (``scheduler.shares``).
+    owner: str = ""
+    #: Orders an owner's own runs (0-100, higher first), then ``created_at`` (older first).
+    priority: int = 50
+    created_at: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -144,6 +149,15 @@ class Tick:
 
 
 @dataclass(slots=True, frozen=True)
+class Quotas:
+    """Each user's cpu quota (``ancho user add NAME --max-cpus C``); users not named
+    have none."""
+
+    max_cpus: tuple[tuple[str, float], ...]
+    now: float
+
+
+@dataclass(slots=True, frozen=True)
 class SummaryDone:
     """The summary job ended (``error`` set when it could not run)."""
 
@@ -203,6 +217,7 @@ Event = (
     | KillRun
     | Subscribed
     | Tick
+    | Quotas
     | SummaryDone
     | CredentialAsked
     | FrameworkRemoved

@@ -19,9 +19,10 @@ from typing import Any
 from ancho.errors import AnchoError
 from ancho.partials import BlockPartial, block_size
 from ancho.store import RunRecord, Store
+from ancho.users import quotas
 
 from .driver import driver_class
-from .events import KillRun, Range, RunInfo, Submit, Tick
+from .events import KillRun, Quotas, Range, RunInfo, Submit, Tick
 from .framework import AnchoFramework, CustomSummaryJob, ExecutorLaunch
 from .state import SchedulerConfig, SchedulerState
 from .summaries import SummaryOutcome
@@ -29,6 +30,8 @@ from .summaries import SummaryOutcome
 log = logging.getLogger("ancho.scheduler")
 
 TICK_S = 0.5
+#: How often users' cpu quotas are read from the store.
+QUOTAS_EVERY_S = 5.0
 
 
 def run_info(run: RunRecord) -> RunInfo:
@@ -50,6 +53,9 @@ def run_info(run: RunRecord) -> RunInfo:
         mounts=_local_mounts(spec.get("model", {}).get("source", "")),
         block_size=block_size(run.sequences),
         targets=_targets(spec.get("targets", {})),
+        owner=run.owner,
+        priority=int(spec.get("priority", 50)),
+        created_at=run.created_at,
     )
 
 
@@ -131,6 +137,7 @@ class SchedulerService:
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="ancho-tick", daemon=True)
         self._adopt_every_s = adopt_every_s
+        self._quotas_at = -QUOTAS_EVERY_S
         self._adopted_at = 0.0
         #: Every run submitted to this service (each is submitted once).
         self._known: set[str] = set()
@@ -235,10 +242,23 @@ class SchedulerService:
             self.framework.handle(Tick(now))
             self._watch_heartbeats()
             self._adopt(now)
+            self._read_quotas(now)
             try:
                 self.framework.credentials.retry_drops()
             except Exception:
                 log.exception("dropping store roles of ended runs")
+
+    def _read_quotas(self, now: float) -> None:
+        """Users' cpu quotas (``ancho user add|set --max-cpus``), every ``QUOTAS_EVERY_S``."""
+        if now - self._quotas_at < QUOTAS_EVERY_S:
+            return
+        self._quotas_at = now
+        try:
+            table = quotas(self.store)
+        except (AnchoError, ValueError) as exc:
+            log.warning("reading users' cpu quotas: %s", exc)
+            return
+        self.framework.handle(Quotas(tuple(sorted(table.items())), now))
 
     def _adopt(self, now: float) -> None:
         """Schedule the active runs stored since the last look that nobody gave this

@@ -18,6 +18,8 @@ change; an executor that could not start says why (e.g. the containerizer's reas
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from .events import (
     Offer,
     Offers,
     PutLive,
+    Quotas,
     Range,
     RefuseCredential,
     Revive,
@@ -64,11 +67,14 @@ from .events import (
 )
 from .outbox import Outbox
 from .reconciliation import Reconciliation
+from .shares import Shares, fair_level
 
 TASK_CPUS = 0.01
 TASK_MEM_MB = 1.0
 PREFETCH = 2
 SERIES_POINTS = 400
+#: How often (s) runs that get no executor are looked at for a "waiting" log line.
+EXPLAIN_EVERY_S = 5.0
 _EPS = 1e-9
 
 #: Terminal states an executor (or its agent) reports, with the executor's report.
@@ -168,6 +174,11 @@ class Batch:
     unreachable_since: float | None = None
     #: Since when the master has said that the task ended, its report not yet in.
     ended_since: float | None = None
+    #: When the first TASK_RUNNING came: the executor started the batch (None: queued).
+    started_at: float | None = None
+    #: Killed before it started, its executor giving its place to another user's run:
+    #: it runs again at the same attempt.
+    preempted: bool = False
 
 
 @dataclass(slots=True)
@@ -180,6 +191,10 @@ class ExecutorState:
     stopping: bool = False
     ever_ran: bool = False
     start_failure_logged: bool = False
+    #: Holds its share of the owner's and takes batches (in ``SchedulerState.on_agent``).
+    active: bool = False
+    #: Gives its place back: no new batch; it stops when its last batch ends.
+    draining: bool = False
 
 
 @dataclass(slots=True)
@@ -254,6 +269,18 @@ class SchedulerState:
             cfg.reconcile_backoff_s, cfg.reconcile_backoff_max_s, cfg.implicit_reconcile_s
         )
         self.outbox = Outbox(give_up_s=cfg.store_give_up_s)
+        self.shares = Shares()
+        #: Active executors by agent (executor id -> its run): what an offer from the
+        #: agent can give more batches to, without looking at every run.
+        self.on_agent: dict[str, dict[str, RunTrack]] = {}
+        #: Each owner's runs in the order offers go to them: priority, then age.
+        self.owner_runs: dict[str, list[RunTrack]] = {}
+        #: The max-min fair dominant share at the last rebalance (inf: no one waits).
+        self.fair = math.inf
+        self.explained_at = -math.inf
+        self.smallest_wanted = math.inf
+        #: The most (cpus, mem) one offer has held: a bigger executor fits nowhere.
+        self.largest_seen = (0.0, 0.0)
 
     # --- entry point ----------------------------------------------------------
     def handle(self, event: Event) -> list[Command]:
@@ -292,6 +319,8 @@ class SchedulerState:
                 self._command_failed(event, out)
             case StoreChecked():
                 self._store_checked(event, out)
+            case Quotas():
+                self._quotas(event)
 
     # --- runs -------------------------------------------------------------------
     def _transition(self, run: RunTrack, to: str, now: float, why: str, out: list[Command],
@@ -320,13 +349,19 @@ class SchedulerState:
             resumed=bool(ev.in_flight or ev.pending or ev.next_index),
         )
         self.runs[ev.run.run_id] = run
+        runs = self.owner_runs.setdefault(ev.run.owner, [])
+        bisect.insort(runs, run, key=_run_order)
         for task_id, executor_id, agent_id, rng in ev.in_flight:
             run.batches[task_id] = Batch(task_id, executor_id, rng, rng.start)
-            ex = run.executors.setdefault(executor_id, ExecutorState(executor_id, agent_id))
-            ex.agent_id = ex.agent_id or agent_id
+            ex = run.executors.get(executor_id)
+            if ex is None:
+                ex = ExecutorState(executor_id, agent_id)
+                self._add_executor(run, ex)
+            elif not ex.agent_id:
+                ex.agent_id = agent_id
+                self._index(run, ex)
             ex.tasks.add(task_id)
             self.task_run[task_id] = run.info.run_id
-            self.executor_run[executor_id] = run.info.run_id
             run.task_seq = max(run.task_seq, _suffix(task_id) + 1)
             run.exec_seq = max(run.exec_seq, _suffix(executor_id) + 1)
         if ev.in_flight:
@@ -335,6 +370,7 @@ class SchedulerState:
         out.append(Log(run.info.run_id, "info", f"run queued: {ev.run.sequences} sequences"))
         self._take_partials(run, ev.partials, ev.now, out)
         self._check_complete(run, ev.now, out)
+        self._rebalance(out)  # a new owner may be waiting: make room now, not at the tick
         if run.has_work() and self.suppressed:
             self.suppressed = False
             out.append(Revive())
@@ -358,14 +394,57 @@ class SchedulerState:
         run.pending.clear()
         self._stop_executors(run, out)
         out.append(RevokeCredential(run.info.run_id))
-        del self.runs[run.info.run_id]
+        self._forget_run(run)
         self._maybe_suppress(out)
+
+    def _forget_run(self, run: RunTrack) -> None:
+        del self.runs[run.info.run_id]
+        runs = self.owner_runs[run.info.owner]
+        runs.remove(run)
+        if not runs:
+            del self.owner_runs[run.info.owner]
 
     def _stop_executors(self, run: RunTrack, out: list[Command]) -> None:
         for ex in run.executors.values():
-            if not ex.stopping:
-                ex.stopping = True
-                out.append(StopExecutor(ex.executor_id, ex.agent_id))
+            self._stop_executor(run, ex, out)
+
+    def _stop_executor(self, run: RunTrack, ex: ExecutorState, out: list[Command]) -> None:
+        if not ex.stopping:
+            ex.stopping = True
+            self._retire(run, ex)
+            out.append(StopExecutor(ex.executor_id, ex.agent_id))
+
+    # --- executors: the one place they come and go -------------------------------
+    def _add_executor(self, run: RunTrack, ex: ExecutorState) -> None:
+        """A new (or resumed) executor of the run: it holds its share of the owner's."""
+        run.executors[ex.executor_id] = ex
+        self.executor_run[ex.executor_id] = run.info.run_id
+        ex.active = True
+        self.shares.take(run.info.owner, run.info.cpus, run.info.mem_mb)
+        self._index(run, ex)
+
+    def _index(self, run: RunTrack, ex: ExecutorState) -> None:
+        """File an active executor under its agent (once the agent is known)."""
+        if ex.active and ex.agent_id:
+            self.on_agent.setdefault(ex.agent_id, {})[ex.executor_id] = run
+
+    def _retire(self, run: RunTrack, ex: ExecutorState) -> None:
+        """The executor takes no more batches: its share and its index entry go."""
+        if not ex.active:
+            return
+        ex.active = False
+        self.shares.give_back(run.info.owner, run.info.cpus, run.info.mem_mb)
+        here = self.on_agent.get(ex.agent_id)
+        if here is not None:
+            here.pop(ex.executor_id, None)
+            if not here:
+                del self.on_agent[ex.agent_id]
+
+    def _remove_executor(self, run: RunTrack, ex: ExecutorState) -> None:
+        """The executor is gone (or never was)."""
+        self._retire(run, ex)
+        run.executors.pop(ex.executor_id, None)
+        self.executor_run.pop(ex.executor_id, None)
 
     def _check_complete(self, run: RunTrack, now: float, out: list[Command]) -> None:
         if run.state not in ACTIVE_RUN_STATES or run.has_work() or run.batches:
@@ -407,7 +486,7 @@ class SchedulerState:
             Log(run.info.run_id, "info", f"run {to.lower()}" + (f": {reason}" if reason else ""))
         )
         out.append(RevokeCredential(run.info.run_id))
-        del self.runs[ev.run_id]
+        self._forget_run(run)
 
     def _credential_asked(self, ev: CredentialAsked, out: list[Command]) -> None:
         """Only an executor launched for the run, while the run lasts, gets its credential."""
@@ -431,17 +510,30 @@ class SchedulerState:
             cpus, mem = latest.get(offer.agent_id, (0.0, 0.0))
             latest[offer.agent_id] = (max(cpus, offer.cpus), max(mem, offer.mem_mb))
         self.offered.update(latest)
+        self.largest_seen = (
+            max([self.largest_seen[0], *(c for c, _ in latest.values())]),
+            max([self.largest_seen[1], *(m for _, m in latest.values())]),
+        )
         for agent_id in latest:
             self._stop_given_up(agent_id, out)
+        wanting = [r.info.cpus for r in self.runs.values() if r.has_work()]
+        busy = bool(wanting)
+        #: An offer with fewer cpus than the smallest executor wanted starts none.
+        self.smallest_wanted = min(wanting, default=math.inf)
+        left: dict[str, tuple[float, float]] = {}
         for offer in ev.offers:
-            tasks = self._place(offer, ev.now, out)
+            tasks, cpus, mem = self._place(offer, ev.now, out)
+            c, m = left.get(offer.agent_id, (0.0, 0.0))
+            left[offer.agent_id] = (c + cpus, m + mem)
             if tasks:
                 out.append(Launch(offer.offer_id, offer.agent_id, tuple(tasks)))
             else:
-                busy = any(r.has_work() for r in self.runs.values())
                 refuse = self.config.busy_refuse_s if busy else self.config.idle_refuse_s
                 out.append(Decline((offer.offer_id,), refuse))
-        if ev.offers:
+        for agent_id, (cpus, mem) in left.items():
+            self.shares.free(agent_id, cpus, mem)
+        if ev.offers and ev.now - self.explained_at >= EXPLAIN_EVERY_S:
+            self.explained_at = ev.now
             self._explain_waiting(out)
         self._maybe_suppress(out)
 
@@ -449,18 +541,18 @@ class SchedulerState:
         """Log why runs without an executor get none: no agent offers one that big.
 
         Said once, and again when the largest offer changes noticeably (batch tasks
-        coming and going move offers by a slice, which is no news).
+        coming and going move offers by a slice, which is no news). Looked at every
+        ``EXPLAIN_EVERY_S`` at most: it reads every agent's latest offer.
         """
-        if not self.offered:
+        waiting = [r for r in self.runs.values() if not r.executors and r.has_work()]
+        if not self.offered or not waiting:
             return
         largest = (
             max(c for c, _ in self.offered.values()),
             max(m for _, m in self.offered.values()),
         )
-        for run in self.runs.values():
+        for run in waiting:
             info = run.info
-            if run.executors or not run.has_work():
-                continue
             if any(c + _EPS >= info.cpus and m + _EPS >= info.mem_mb
                    for c, m in self.offered.values()):  # fmt: skip
                 continue  # it fits; another run took the room this time
@@ -477,40 +569,72 @@ class SchedulerState:
                 )
             )
 
-    def _place(self, offer: Offer, now: float, out: list[Command]) -> list[TaskLaunch]:
-        cpus, mem = offer.cpus, offer.mem_mb
+    def _place(self, offer: Offer, now: float,
+               out: list[Command]) -> tuple[list[TaskLaunch], float, float]:  # fmt: skip
+        """What to launch on the offer, and the cpus and memory left of it.
+
+        First new executors for owners below the fair level (lowest dominant share
+        first), then more batches for the executors already on the agent (a task slice
+        each), then new executors for anyone, so that an idle cluster is used whole.
+        """
         tasks: list[TaskLaunch] = []
-        for run in self.runs.values():
+        cpus, mem = self._new_executors(offer.agent_id, offer.cpus, offer.mem_mb, self.fair,
+                                        now, out, tasks)  # fmt: skip
+        for executor_id, run in list(self.on_agent.get(offer.agent_id, {}).items()):
+            ex = run.executors[executor_id]
+            while (run.has_work() and len(ex.tasks) < PREFETCH
+                   and cpus + _EPS >= TASK_CPUS and mem + _EPS >= TASK_MEM_MB):  # fmt: skip
+                tasks.append(self._launch(run, ex, False, now, out))
+                cpus -= TASK_CPUS
+                mem -= TASK_MEM_MB
+        if self.fair != math.inf:
+            cpus, mem = self._new_executors(offer.agent_id, cpus, mem, math.inf, now, out, tasks)
+        return tasks, cpus, mem
+
+    def _new_executors(self, agent_id: str, cpus: float, mem: float, level: float,
+                       now: float, out: list[Command],
+                       tasks: list[TaskLaunch]) -> tuple[float, float]:  # fmt: skip
+        """Start executors in (cpus, mem) of the agent, one at a time to the owner with
+        the smallest dominant share below ``level``; return what is left."""
+        if cpus + _EPS < self.smallest_wanted:
+            return cpus, mem
+        shares = self.shares
+        heap = [(shares.dominant(owner), owner) for owner in self.owner_runs]
+        heapq.heapify(heap)
+        while heap:
+            share, owner = heapq.heappop(heap)
+            if share + _EPS >= level:
+                break
+            run = self._wants_executor(owner, cpus, mem)
+            if run is None:
+                continue
             info = run.info
-            # More batches for executors already on this agent: they need only a task slice.
-            for ex in run.executors.values():
-                if ex.agent_id != offer.agent_id or ex.stopping:
-                    continue
-                while run.has_work() and len(ex.tasks) < PREFETCH:
-                    if cpus + _EPS < TASK_CPUS or mem + _EPS < TASK_MEM_MB:
-                        break
-                    tasks.append(self._launch(run, ex, False, now, out))
-                    cpus -= TASK_CPUS
-                    mem -= TASK_MEM_MB
-            # New executors while the run may have more and the offer holds a whole one.
-            limit = info.max_executors if info.max_executors is not None else math.inf
-            while (
+            ex = ExecutorState(f"{info.run_id}.e{run.exec_seq}", agent_id)
+            run.exec_seq += 1
+            run.waiting = None
+            self._add_executor(run, ex)
+            cpus -= info.cpus
+            mem -= info.mem_mb
+            tasks.append(self._launch(run, ex, True, now, out))
+            while run.has_work() and len(ex.tasks) < PREFETCH:
+                tasks.append(self._launch(run, ex, False, now, out))
+            heapq.heappush(heap, (shares.dominant(owner), owner))
+        return cpus, mem
+
+    def _wants_executor(self, owner: str, cpus: float, mem: float) -> RunTrack | None:
+        """The owner's first run (by priority, then age) that has work, may have another
+        executor, and whose executor fits in (cpus, mem) and in the owner's quota."""
+        for run in self.owner_runs[owner]:
+            info = run.info
+            if (
                 run.has_work()
-                and len(run.executors) < limit
+                and len(run.executors) < _executor_limit(info)
                 and cpus + _EPS >= info.cpus
                 and mem + _EPS >= info.mem_mb
+                and self.shares.within_quota(owner, info.cpus)
             ):
-                ex = ExecutorState(f"{info.run_id}.e{run.exec_seq}", offer.agent_id)
-                run.exec_seq += 1
-                run.waiting = None
-                run.executors[ex.executor_id] = ex
-                self.executor_run[ex.executor_id] = info.run_id
-                cpus -= info.cpus
-                mem -= info.mem_mb
-                tasks.append(self._launch(run, ex, True, now, out))
-                while run.has_work() and len(ex.tasks) < PREFETCH:
-                    tasks.append(self._launch(run, ex, False, now, out))
-        return tasks
+                return run
+        return None
 
     def _launch(
         self, run: RunTrack, ex: ExecutorState, new: bool, now: float, out: list[Command]
@@ -587,6 +711,7 @@ class SchedulerState:
         ex = run.executors.get(batch.executor_id)
         if ex is not None and ev.agent_id and not ex.agent_id:
             ex.agent_id = ev.agent_id
+            self._index(run, ex)
         if ev.state == "TASK_UNREACHABLE":
             # Its agent is partitioned away: wait for it (reconciling) up to the grace.
             if batch.unreachable_since is None:
@@ -609,6 +734,8 @@ class SchedulerState:
         if run.info.run_id not in self.runs:
             return
         if ev.state == "TASK_RUNNING":
+            if batch.started_at is None:
+                batch.started_at = ev.now
             run.start_failures = 0
             if ex is not None:
                 ex.ever_ran = True
@@ -636,8 +763,7 @@ class SchedulerState:
         rescinded offer) does not exist: forget it, so it holds no place of the run's."""
         if ex is None or ex.tasks or ex.ever_ran:
             return
-        run.executors.pop(ex.executor_id, None)
-        self.executor_run.pop(ex.executor_id, None)
+        self._remove_executor(run, ex)
 
     def _reconcile(self, tasks: dict[str, str], now: float, out: list[Command]) -> None:
         ask = self.reconciliation.ask(tasks, now)
@@ -699,6 +825,8 @@ class SchedulerState:
         self.reconciliation.forget(batch.task_id)
         if ex is not None:
             ex.tasks.discard(batch.task_id)
+            if ex.draining and not ex.tasks:
+                self._stop_executor(run, ex, out)  # at its batch boundary: nothing is lost
         out.append(ForgetBatch(info.run_id, batch.task_id))
         run.ok_done += batch.ok
         run.failed_done += batch.failed
@@ -717,6 +845,14 @@ class SchedulerState:
             self._end(run, "FAILED", report.error or "the model could not run", ev.now, out)
             return
         why = " ".join(p for p in (ev.state, ev.reason, ev.message) if p)
+        if batch.preempted and ev.state == "TASK_KILLED":
+            # Killed before it started, for another user's run: not the model's doing.
+            rest = Range(batch.next, batch.range.stop, batch.range.attempt)
+            if len(rest) > 0:
+                run.pending.appendleft(rest)
+                out.append(SaveBatch(info.run_id, _retry_key(rest), rest))
+                self._maybe_suppress(out)
+            return
         if _infrastructure(ev):
             # Not the model's doing: the rest runs again at the same attempt, first.
             rest = Range(batch.next, batch.range.stop, batch.range.attempt)
@@ -768,9 +904,10 @@ class SchedulerState:
         run = self.runs.get(run_id) if run_id else None
         if run is None:
             return
-        ex = run.executors.pop(executor_id, None)
+        ex = run.executors.get(executor_id)
         if ex is None:
             return
+        self._remove_executor(run, ex)
         if not ex.stopping:
             out.append(Log(run.info.run_id, "warning", f"executor {executor_id} exited ({status})"))
         for task_id in list(ex.tasks):
@@ -819,6 +956,7 @@ class SchedulerState:
         if ask is not None:
             out.append(ask)
         self._maybe_suppress(out)  # again, in case a REVIVE or SUPPRESS failed
+        self._rebalance(out)
         for run in list(self.runs.values()):
             self._waited_too_long(run, now, out)
             if run.info.run_id not in self.runs:
@@ -845,6 +983,104 @@ class SchedulerState:
                     UpdateRun(run.info.run_id, {"ok": ok, "failed": failed, "running": running})
                 )
                 self._live(run, out)
+
+    # --- fair shares ------------------------------------------------------------------
+    def _quotas(self, ev: Quotas) -> None:
+        quotas = dict(ev.max_cpus)
+        for owner in set(self.shares.users) | set(quotas):
+            self.shares.set_quota(owner, quotas.get(owner))
+
+    def _rebalance(self, out: list[Command]) -> None:
+        """Set the fair level from what each owner holds and could use; then owners
+        over their quota, and owners over the fair level while another waits below it,
+        give executors back at their batch boundaries (``_drain``).
+
+        An executor is taken from a giver only while the giver keeps more than the
+        neediest waiting owner has: a strict gain in max-min fairness, so executors do
+        not pass back and forth between equals.
+        """
+        shares = self.shares
+        demands: dict[str, float] = {}
+        waits: dict[str, float] = {}  # owner -> the share of the smallest executor it waits for
+        for owner, runs in self.owner_runs.items():
+            more, smallest = 0.0, math.inf
+            for run in runs:
+                info = run.info
+                room = _executor_limit(info) - len(run.executors)
+                fits = info.cpus <= self.largest_seen[0] + _EPS and (
+                    info.mem_mb <= self.largest_seen[1] + _EPS)  # fmt: skip
+                if room > 0 and fits and run.has_work():
+                    one = shares.dominant_of(info.cpus, info.mem_mb)
+                    more += room * one
+                    smallest = min(smallest, one)
+            held = shares.dominant(owner)
+            demands[owner] = min(held + more, shares.quota_share(owner))
+            if smallest != math.inf:
+                waits[owner] = smallest
+        self.fair = fair_level(demands) if demands else math.inf
+        for owner in demands:
+            self._drain_over_quota(owner, out)
+        waiting = {o: min(demands[o], self.fair) - shares.dominant(o) for o in waits}
+        waiting = {o: gap for o, gap in waiting.items() if gap > _EPS}
+        if not waiting:
+            return
+        need = sum(waiting.values())
+        lowest = min(shares.dominant(o) for o in waiting)
+        givers = [o for o in demands if shares.dominant(o) > self.fair + _EPS]
+        for owner in sorted(givers, key=shares.dominant, reverse=True):
+            drained = 0
+            for run, ex in self._drain_candidates(owner):
+                one = shares.dominant_of(run.info.cpus, run.info.mem_mb)
+                if need <= _EPS or shares.dominant(owner) - one <= lowest + _EPS:
+                    break
+                self._drain(run, ex, out)
+                need -= one
+                drained += 1
+            if drained:
+                out.append(Log(self.owner_runs[owner][-1].info.run_id, "info",
+                               f"{drained} executor(s) of {owner or 'this user'} give their"
+                               " place to another user's runs (fair share)"))  # fmt: skip
+
+    def _drain_over_quota(self, owner: str, out: list[Command]) -> None:
+        share = self.shares.user(owner)
+        if share.max_cpus is None:
+            return
+        for run, ex in self._drain_candidates(owner):
+            if share.cpus <= share.max_cpus + _EPS:
+                return
+            self._drain(run, ex, out)
+
+    def _drain_candidates(self, owner: str) -> list[tuple[RunTrack, ExecutorState]]:
+        """The owner's active executors, those of its last runs (lowest priority,
+        youngest) first; within a run, those whose running batch started first (the
+        likeliest to end soonest), idle ones before all."""
+        found = []
+        for rank, run in enumerate(reversed(self.owner_runs.get(owner, []))):
+            for ex in run.executors.values():
+                if ex.active:
+                    found.append(((rank, self._running_since(run, ex)), run, ex))
+        found.sort(key=lambda item: item[0])
+        return [(run, ex) for _, run, ex in found]
+
+    @staticmethod
+    def _running_since(run: RunTrack, ex: ExecutorState) -> float:
+        """When the executor's running batch started (-inf: it runs none)."""
+        starts = [b.started_at for t in ex.tasks if (b := run.batches.get(t)) is not None
+                  and b.started_at is not None]  # fmt: skip
+        return min(starts, default=-math.inf)
+
+    def _drain(self, run: RunTrack, ex: ExecutorState, out: list[Command]) -> None:
+        """The executor takes no new batch; the batches it has queued but not started go
+        back to the run (same attempt); it stops when the batch it runs ends."""
+        ex.draining = True
+        self._retire(run, ex)
+        for task_id in sorted(ex.tasks):
+            batch = run.batches.get(task_id)
+            if batch is not None and batch.started_at is None and not batch.preempted:
+                batch.preempted = True
+                out.append(KillTask(task_id, ex.agent_id))
+        if not ex.tasks:
+            self._stop_executor(run, ex, out)
 
     def _waited_too_long(self, run: RunTrack, now: float, out: list[Command]) -> None:
         """Batches whose agent has stayed away past the grace, or whose end the master
@@ -877,8 +1113,7 @@ class SchedulerState:
             if run.info.run_id not in self.runs:
                 return
             if ex is not None and not ex.tasks:  # its place goes to a new executor
-                run.executors.pop(ex.executor_id, None)
-                self.executor_run.pop(ex.executor_id, None)
+                self._remove_executor(run, ex)
                 if ex.agent_id:
                     self.given_up[ex.executor_id] = ex.agent_id
 
@@ -887,6 +1122,7 @@ class SchedulerState:
         TASK_GONE, TASK_LOST) say what happens to their batches; executors with no
         batch there are gone, and batches that got no update yet count as unreachable."""
         self.offered.pop(agent_id, None)
+        self.shares.forget_agent(agent_id)
         ask: dict[str, str] = {}
         for run in list(self.runs.values()):
             for ex in list(run.executors.values()):
@@ -920,9 +1156,8 @@ class SchedulerState:
             run.ok_done += sum(b.ok for b in run.batches.values())
             run.failed_done += sum(b.failed for b in run.batches.values())
             run.batches.clear()
-            for executor_id in run.executors:
-                self.executor_run.pop(executor_id, None)
-            run.executors.clear()
+            for ex in list(run.executors.values()):
+                self._remove_executor(run, ex)
             out.append(
                 Log(run.info.run_id, "warning",
                     f"framework {ev.framework_id} was removed by the Mesos master: Ancho"
@@ -1032,6 +1267,15 @@ def _differs(before: tuple[float, float], now: tuple[float, float]) -> bool:
     cpus = abs(now[0] - before[0]) > max(0.1 * before[0], 0.05)
     mem = abs(now[1] - before[1]) > max(0.1 * before[1], 64.0)
     return cpus or mem
+
+
+def _run_order(run: RunTrack) -> tuple[int, float, str]:
+    """An owner's runs take offers by priority (higher first), then age (older first)."""
+    return (-run.info.priority, run.info.created_at, run.info.run_id)
+
+
+def _executor_limit(info: RunInfo) -> float:
+    return info.max_executors if info.max_executors is not None else math.inf
 
 
 def _retry_key(rng: Range) -> str:

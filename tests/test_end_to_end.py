@@ -305,8 +305,8 @@ def test_users_with_the_sqlite_store(tmp_path: Path) -> None:
     assert bad.code == 2 and "must match" in bad.stderr
     assert ancho("user", "revoke", "dana", "--store", store, cwd=tmp_path).code == 0
     listed = ancho("user", "list", "--store", store, cwd=tmp_path).jsonl()
-    assert listed == [{"user": "dana", "revoked": True, "created_at": listed[0]["created_at"],
-                       "store": store}]  # fmt: skip
+    assert listed == [{"user": "dana", "revoked": True, "max_cpus": None,
+                       "created_at": listed[0]["created_at"], "store": store}]  # fmt: skip
     assert user["token"] not in ancho("user", "list", "--store", store, cwd=tmp_path).stdout
 
 
