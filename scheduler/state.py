@@ -73,8 +73,6 @@ TASK_CPUS = 0.01
 TASK_MEM_MB = 1.0
 PREFETCH = 2
 SERIES_POINTS = 400
-#: How often (s) runs that get no executor are looked at for a "waiting" log line.
-EXPLAIN_EVERY_S = 5.0
 _EPS = 1e-9
 
 #: Terminal states an executor (or its agent) reports, with the executor's report.
@@ -277,7 +275,6 @@ class SchedulerState:
         self.owner_runs: dict[str, list[RunTrack]] = {}
         #: The max-min fair dominant share at the last rebalance (inf: no one waits).
         self.fair = math.inf
-        self.explained_at = -math.inf
         self.smallest_wanted = math.inf
         #: The most (cpus, mem) one offer has held: a bigger executor fits nowhere.
         self.largest_seen = (0.0, 0.0)
@@ -516,7 +513,13 @@ class SchedulerState:
         )
         for agent_id in latest:
             self._stop_given_up(agent_id, out)
-        wanting = [r.info.cpus for r in self.runs.values() if r.has_work()]
+        wanting: list[float] = []
+        waiting: list[RunTrack] = []
+        for run in self.runs.values():
+            if run.has_work():
+                wanting.append(run.info.cpus)
+                if not run.executors:
+                    waiting.append(run)
         busy = bool(wanting)
         #: An offer with fewer cpus than the smallest executor wanted starts none.
         self.smallest_wanted = min(wanting, default=math.inf)
@@ -532,29 +535,31 @@ class SchedulerState:
                 out.append(Decline((offer.offer_id,), refuse))
         for agent_id, (cpus, mem) in left.items():
             self.shares.free(agent_id, cpus, mem)
-        if ev.offers and ev.now - self.explained_at >= EXPLAIN_EVERY_S:
-            self.explained_at = ev.now
-            self._explain_waiting(out)
+        if ev.offers and waiting:
+            self._explain_waiting([r for r in waiting if not r.executors], out)
         self._maybe_suppress(out)
 
-    def _explain_waiting(self, out: list[Command]) -> None:
+    def _explain_waiting(self, waiting: list[RunTrack], out: list[Command]) -> None:
         """Log why runs without an executor get none: no agent offers one that big.
 
         Said once, and again when the largest offer changes noticeably (batch tasks
-        coming and going move offers by a slice, which is no news). Looked at every
-        ``EXPLAIN_EVERY_S`` at most: it reads every agent's latest offer.
+        coming and going move offers by a slice, which is no news). ``waiting`` are
+        the runs with work and no executor after this round of offers.
         """
-        waiting = [r for r in self.runs.values() if not r.executors and r.has_work()]
         if not self.offered or not waiting:
             return
         largest = (
             max(c for c, _ in self.offered.values()),
             max(m for _, m in self.offered.values()),
         )
+        fits: dict[tuple[float, float], bool] = {}  # runs mostly ask alike: scan once
         for run in waiting:
             info = run.info
-            if any(c + _EPS >= info.cpus and m + _EPS >= info.mem_mb
-                   for c, m in self.offered.values()):  # fmt: skip
+            need = (info.cpus, info.mem_mb)
+            if need not in fits:
+                fits[need] = any(c + _EPS >= info.cpus and m + _EPS >= info.mem_mb
+                                 for c, m in self.offered.values())  # fmt: skip
+            if fits[need]:
                 continue  # it fits; another run took the room this time
             if run.waiting is not None and not _differs(run.waiting, largest):
                 continue
