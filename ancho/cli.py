@@ -505,6 +505,26 @@ def experiment_results(backend: Backend, experiment_id: str, fmt: str) -> None:
         click.echo(json.dumps(row))
 
 
+@experiment.command("report")
+@click.argument("experiment_id", metavar="EXP")
+@click.option(
+    "-o", "output", required=True, type=click.Path(), metavar="FILE", help="Report file to write."
+)
+@click.option("--pdf", is_flag=True, help="Write a PDF (printed with headless Chromium).")
+@query_command
+def experiment_report(backend: Backend, experiment_id: str, output: str, pdf: bool) -> None:
+    """A self-contained HTML report: each output's mean and 95% band against each swept
+    parameter, and the points table; or a PDF of it."""
+    from .experiment_report import build_experiment_report
+    from .report import check_output_path, find_chromium, save_report
+
+    check_output_path(output)
+    chromium = find_chromium() if pdf else None
+    doc = backend.experiment(experiment_id)
+    save_report(build_experiment_report(doc), output, pdf=pdf, chromium=chromium)
+    click.echo(f"report of experiment {doc['experiment']} ({doc['state']}): {output}")
+
+
 @cli.group()
 def user() -> None:
     """Users: API tokens and (with Cassandra) a keyspace and role each."""

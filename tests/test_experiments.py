@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from e2e import EXAMPLES, MODELS, LiveServer, ancho, write_spec
+from test_report import parse
 
 from ancho.client import pack
 
@@ -76,6 +77,23 @@ def test_a_local_sweep_runs_every_point_with_common_random_numbers(tmp_path: Pat
     # The table for people: one row per point.
     table = ancho("experiment", "status", exp, "--format", "table", cwd=tmp_path).stdout
     assert table.splitlines()[0] == f"experiment {exp}" and table.count("FINISHED") == 4
+    # The report: each output's mean and band against p, one line per label.
+    report = ancho("experiment", "report", exp, "-o", "sweep.html", cwd=tmp_path)
+    assert report.code == 0 and f"report of experiment {exp} (FINISHED)" in report.stdout
+    page = parse((tmp_path / "sweep.html").read_text())
+    assert not page.find_all("svg", data_parameter="label")
+    for output in ("hit", "x"):
+        (svg,) = page.find_all("svg", cls="sweep", data_output=output, data_parameter="p")
+        assert len(svg.find_all("polyline", cls="mean-line")) == 2
+        marked = {c.attrs["data-run"]: c for c in svg.find_all("circle", cls="point")}
+        assert set(marked) == {r["run"] for r in rows}
+        for row in rows:
+            stats, c = row["outputs"][output], marked[row["run"]]
+            assert float(c.attrs["data-x"]) == row["parameters"]["p"]
+            assert float(c.attrs["data-mean"]) == stats["mean"]
+            assert [float(c.attrs["data-lo"]), float(c.attrs["data-hi"])] == stats["ci95"]
+    bad = ancho("experiment", "report", "nope", "-o", "x.html", cwd=tmp_path)
+    assert bad.code == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize(

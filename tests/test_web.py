@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -378,3 +379,50 @@ def _bars(driver: WebDriver, chart: str) -> list[int]:
     script = (f"return Array.from(document.querySelectorAll('{chart} rect.bar'),"
               " r => Number(r.dataset.count))")  # fmt: skip
     return [int(c) for c in driver.execute_script(script)]
+
+
+@pytest.mark.slow
+def test_the_page_lists_experiments_and_shows_their_points(site: _Site, browser: WebDriver) -> None:
+    spec = {"name": "coins <i>", "sequences": 200, "seed": 3, "parameters": {"p": 0.5},
+            "model": {"source": str(MODELS / "bernoulli"), "entrypoint": "model:simulate"},
+            "sweep": {"grid": {"p": [0.1, 0.9]}}}  # fmt: skip
+    (site.root / "sweep.json").write_text(json.dumps(spec))
+    sub = ancho("submit", "sweep.json", "--server", site.url, cwd=site.root, env=site.env())
+    assert sub.code == 0, sub.stderr
+    exp = sub.stdout.split()[1]  # "experiment <id> (2 points)"
+    _sign_in(browser, site.url, site.token)
+    row = f'#experiments-table tr.experiment-row[data-experiment-id="{exp}"]'
+    _wait(browser).until(lambda d: _shown(d, row))
+    cells = browser.find_elements(By.CSS_SELECTOR, f"{row} td")
+    assert [c.text for c in cells[1:3]] == ["coins <i>", "2"]  # the name as text, not HTML
+    browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
+    _wait(browser).until(lambda d: _shown(d, "#experiment-view"))
+    # The points' table refreshes by itself until every run has ended.
+    state = "return document.getElementById('experiment-state').textContent"
+    _wait(browser, 90).until(lambda d: _text(d, state) == "FINISHED")
+    _, doc, _ = site.server.request("GET", f"/api/v1/experiments/{exp}", site.token)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#points-table tr.point-row")
+    assert [r.get_attribute("data-run") for r in rows] == [p["run"] for p in doc["points"]]
+    heads = [
+        h.get_attribute("textContent")
+        for h in browser.find_elements(By.CSS_SELECTOR, "#points-table th")
+    ]
+    assert heads == ["point", "p", "hit", "x", "run", "state"]
+    for r, point in zip(rows, doc["points"], strict=True):
+        assert r.find_element(By.CSS_SELECTOR, 'td[data-parameter="p"]').text == str(
+            point["parameters"]["p"]
+        )
+        hit = point["summary"]["outputs"]["hit"]
+        cell = r.find_element(By.CSS_SELECTOR, 'td[data-output="hit"]')
+        assert float(cell.get_attribute("data-mean")) == hit["mean"]
+        assert cell.text.startswith(f"{hit['mean']:.6g} ± ")
+        assert r.find_element(By.CSS_SELECTOR, ".state").text == "FINISHED"
+    # A point's run link opens that run.
+    rows[1].find_element(By.CSS_SELECTOR, "a").click()
+    second = doc["points"][1]["run"]
+    _wait(browser).until(lambda d: _text(d, "return location.hash") == f"#/runs/{second}")
+    _wait(browser).until(lambda d: _shown(d, "#run-view"))
+    # Another user's experiment, or none: said, not shown.
+    browser.get(f"{site.url}/#/experiments/nope")
+    _wait(browser).until(lambda d: _shown(d, "#banner"))
+    assert "not one of your experiments" in browser.find_element(By.ID, "banner").text

@@ -1,7 +1,8 @@
 // Ancho's web page: the user's runs and one run's summary, from the REST API.
 //
-// Views, chosen by the URL's "#" part: "#/" the runs, "#/runs/<id>" one run; the sign-in
-// form whenever no token is stored. The token lives in localStorage and goes with every
+// Views, chosen by the URL's "#" part: "#/" the runs and experiments, "#/runs/<id>" one
+// run, "#/experiments/<id>" one experiment's points; the sign-in form whenever no token
+// is stored. The token lives in localStorage and goes with every
 // API call as "Authorization: Bearer"; a 401 forgets it and asks again. Every value from
 // the API is written as text (textContent, SVG attributes), never parsed as HTML.
 // Lists refresh every POLL_MS while a run shown is active; a run's summary and
@@ -196,7 +197,9 @@
     generation += 1;
     clearTimeout(timer);
     hideBanner();
-    for (const id of ["login-view", "runs-view", "run-view"]) $(id).hidden = true;
+    for (const id of ["login-view", "runs-view", "run-view", "experiment-view"]) {
+      $(id).hidden = true;
+    }
     if (!token()) {
       $("nav").hidden = true;
       $("login-view").hidden = false;
@@ -204,8 +207,10 @@
       return;
     }
     $("nav").hidden = false;
-    const match = location.hash.match(/^#\/runs\/([^/?#]+)$/);
-    if (match) openRun(decodeURIComponent(match[1]), generation);
+    const run = location.hash.match(/^#\/runs\/([^/?#]+)$/);
+    const experiment = location.hash.match(/^#\/experiments\/([^/?#]+)$/);
+    if (run) openRun(decodeURIComponent(run[1]), generation);
+    else if (experiment) openExperiment(decodeURIComponent(experiment[1]), generation);
     else openRuns(generation);
   }
 
@@ -240,7 +245,7 @@
       await api("/api/v1/runs", { bearer: candidate });
       localStorage.setItem(TOKEN_KEY, candidate);
       $("token-input").value = "";
-      if (!location.hash.startsWith("#/runs/")) location.hash = "#/";
+      if (!/^#\/(runs|experiments)\//.test(location.hash)) location.hash = "#/";
       route();
     } catch (err) {
       const message = err.status === 401 ? `That token was refused: ${err.message}.`
@@ -256,9 +261,12 @@
 
   async function openRuns(gen) {
     $("runs-view").hidden = false;
-    let runs;
+    let runs, experiments;
     try {
-      runs = (await api("/api/v1/runs")).runs;
+      [runs, experiments] = await Promise.all([
+        api("/api/v1/runs").then((r) => r.runs),
+        api("/api/v1/experiments").then((r) => r.experiments),
+      ]);
     } catch (err) {
       failed(gen, err, () => openRuns(gen));
       return;
@@ -266,6 +274,7 @@
     if (!current(gen)) return;
     hideBanner();
     renderRuns(runs);
+    renderExperiments(experiments);
     const active = runs.filter((r) => !TERMINAL.has(r.state)).length;
     const time = new Date().toLocaleTimeString();
     $("runs-status").textContent = active
@@ -297,6 +306,101 @@
     );
     $("runs-table").hidden = runs.length === 0;
     $("runs-empty").hidden = runs.length !== 0;
+  }
+
+  function renderExperiments(experiments) {
+    $("experiments-table").tBodies[0].replaceChildren(
+      ...experiments.map((e) => {
+        const href = `#/experiments/${encodeURIComponent(e.id)}`;
+        return el(
+          "tr",
+          { className: "experiment-row", dataset: { experimentId: e.id } },
+          el("td", { className: "mono" }, el("a", { href, textContent: e.id })),
+          el("td", {}, e.name || ""),
+          el("td", { className: "experiment-points" }, fmtInt(e.points.length)),
+          el("td", {}, fmtTime(e.created_at)),
+        );
+      }),
+    );
+    $("experiments-table").hidden = experiments.length === 0;
+    $("experiments-empty").hidden = experiments.length !== 0;
+  }
+
+  // ---------------------------------------------------------------- one experiment
+
+  /** The parameters whose values differ between points, in the order they appear. */
+  function sweptParameters(points) {
+    const names = [...new Set(points.flatMap((p) => Object.keys(p.parameters)))];
+    return names.filter(
+      (n) => new Set(points.map((p) => JSON.stringify(p.parameters[n]))).size > 1,
+    );
+  }
+
+  async function openExperiment(id, gen) {
+    $("experiment-view").hidden = false;
+    let doc;
+    try {
+      doc = await api(`/api/v1/experiments/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err.status === 404 && current(gen)) {
+        $("experiment-name").textContent = "No such experiment";
+        $("points-table").tHead.replaceChildren();
+        $("points-table").tBodies[0].replaceChildren();
+        showBanner(`${err.message}: it is not one of your experiments.`);
+        return;
+      }
+      failed(gen, err, () => openExperiment(id, gen));
+      return;
+    }
+    if (!current(gen)) return;
+    hideBanner();
+    renderExperiment(doc);
+    if (!TERMINAL.has(doc.state)) later(gen, () => openExperiment(id, gen));
+  }
+
+  /** One row per point: the swept parameters, each output's mean ± 95% half-width, the
+   *  run (a link to it) and its state. */
+  function renderExperiment(doc) {
+    document.title = `${doc.name || doc.experiment} · Ancho`;
+    $("experiment-name").textContent = doc.name || doc.experiment;
+    $("experiment-id").textContent = `experiment ${doc.experiment}`;
+    $("experiment-state").replaceWith(
+      Object.assign(stateBadge(doc.state), { id: "experiment-state" }),
+    );
+    const swept = sweptParameters(doc.points);
+    const outputs = [...new Set(doc.points.flatMap(
+      (p) => Object.keys((p.summary && p.summary.outputs) || {}),
+    ))];
+    const done = doc.points.filter((p) => TERMINAL.has(p.state)).length;
+    $("experiment-note").textContent = `${fmtInt(done)} of ${fmtInt(doc.points.length)} points `
+      + `done; swept: ${swept.join(", ") || "nothing"}; each output's mean ± the half-width `
+      + "of its 95% interval (1.96 sem).";
+    $("points-table").tHead.replaceChildren(el("tr", {},
+      ...["point", ...swept, ...outputs, "run", "state"].map((c) => el("th", {}, c))));
+    $("points-table").tBodies[0].replaceChildren(...doc.points.map((point, i) => {
+      const stats = (point.summary && point.summary.outputs) || {};
+      const estimate = (name) => {
+        const s = stats[name];
+        if (!s || s.mean === null || s.mean === undefined) return "–";
+        if (s.sem === null || s.sem === undefined) return fmtNum(s.mean);
+        return `${fmtNum(s.mean)} ± ${fmtNum(Number((1.959964 * s.sem).toPrecision(2)))}`;
+      };
+      const value = (v) => (typeof v === "number" ? fmtNum(v) : JSON.stringify(v) ?? "–");
+      return el(
+        "tr",
+        { className: "point-row", dataset: { point: String(i), run: point.run } },
+        el("td", {}, String(i)),
+        ...swept.map((n) => el("td", { dataset: { parameter: n } },
+          typeof point.parameters[n] === "string" ? point.parameters[n]
+                                                   : value(point.parameters[n]))),
+        ...outputs.map((n) => el("td", {
+          dataset: { output: n, mean: stats[n] ? String(stats[n].mean) : "" },
+        }, estimate(n))),
+        el("td", { className: "mono" },
+           el("a", { href: `#/runs/${encodeURIComponent(point.run)}`, textContent: point.run })),
+        el("td", {}, stateBadge(point.state)),
+      );
+    }));
   }
 
   // ---------------------------------------------------------------- one run
