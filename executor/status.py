@@ -51,7 +51,9 @@ class StatusReporter:
                 self._last.pop(task_id, None)
             else:
                 self._last[task_id] = time.monotonic()
-        status: dict[str, Any] = {"task_id": {"value": task_id}, "state": state, **extra}
+        # Mesos' TaskStatus.timestamp is a double; pymesos would put whole seconds.
+        status: dict[str, Any] = {"task_id": {"value": task_id}, "state": state,
+                                  "timestamp": time.time(), **extra}  # fmt: skip
         if report is not None:
             status["data"] = encode_data(json.dumps(report.to_data()).encode())
         try:

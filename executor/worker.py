@@ -221,17 +221,22 @@ class BatchWorker:
             try:
                 for n, result in enumerate(results, 1):
                     batch.add(result)
-                    if len(batch.rows) >= flush_rows or (
-                        n % 64 == 0 and time.monotonic() - last_flush >= flush_s
+                    # Killed (or stopping): the batch ends after this sequence, with
+                    # everything computed stored first, so the rest can run elsewhere.
+                    cut = tid in self._cancelled or self._stopping.is_set()
+                    if (
+                        cut
+                        or len(batch.rows) >= flush_rows
+                        or (n % 64 == 0 and time.monotonic() - last_flush >= flush_s)
                     ):
                         self._flush(store, batch)
                         last_flush = time.monotonic()
-                        if self.reporter.progress(tid, batch.report()):
-                            batch.reported()
-                        if tid in self._cancelled or self._stopping.is_set():
+                        if cut:
                             results.close()
                             self.reporter.send(tid, "TASK_KILLED", batch.report(), message="killed")
                             return
+                        if self.reporter.progress(tid, batch.report()):
+                            batch.reported()
             except InvalidMessage as exc:
                 # A model that breaks the protocol does so on every attempt: no retry.
                 self._flush(store, batch)

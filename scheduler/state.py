@@ -174,8 +174,8 @@ class Batch:
     ended_since: float | None = None
     #: When the first TASK_RUNNING came: the executor started the batch (None: queued).
     started_at: float | None = None
-    #: Killed before it started, its executor giving its place to another user's run:
-    #: it runs again at the same attempt.
+    #: Killed, its executor giving its place to another user's run: what it did not
+    #: store runs again at the same attempt.
     preempted: bool = False
 
 
@@ -754,6 +754,10 @@ class SchedulerState:
         if run.info.run_id in self.runs:
             if _infrastructure(ev):
                 self._drop_if_never_launched(run, ex)
+            if ex is not None and ex.active and not ex.tasks and not run.has_work():
+                # Nothing left to launch: its place goes to other runs now, not when the
+                # run's last batch ends (a failed batch's retry starts a new executor).
+                self._stop_executor(run, ex, out)
             self._check_complete(run, ev.now, out)
 
     def _stop_given_up(self, agent_id: str, out: list[Command]) -> None:
@@ -851,7 +855,7 @@ class SchedulerState:
             return
         why = " ".join(p for p in (ev.state, ev.reason, ev.message) if p)
         if batch.preempted and ev.state == "TASK_KILLED":
-            # Killed before it started, for another user's run: not the model's doing.
+            # Killed for another user's run: not the model's doing.
             rest = Range(batch.next, batch.range.stop, batch.range.attempt)
             if len(rest) > 0:
                 run.pending.appendleft(rest)
@@ -1075,13 +1079,16 @@ class SchedulerState:
         return min(starts, default=-math.inf)
 
     def _drain(self, run: RunTrack, ex: ExecutorState, out: list[Command]) -> None:
-        """The executor takes no new batch; the batches it has queued but not started go
-        back to the run (same attempt); it stops when the batch it runs ends."""
+        """The executor takes no new batch and its batches are killed: a queued one at
+        once, the running one after the sequence it is computing (the executor stores
+        what it has computed, then ends the batch), so nothing is lost or computed
+        twice. What they did not store goes back to the run at the same attempt; the
+        executor stops once its last batch has ended."""
         ex.draining = True
         self._retire(run, ex)
         for task_id in sorted(ex.tasks):
             batch = run.batches.get(task_id)
-            if batch is not None and batch.started_at is None and not batch.preempted:
+            if batch is not None and not batch.preempted:
                 batch.preempted = True
                 out.append(KillTask(task_id, ex.agent_id))
         if not ex.tasks:

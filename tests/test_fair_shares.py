@@ -50,12 +50,17 @@ class SimExecutor:
     queue: deque[TaskLaunch] = field(default_factory=deque)
     current: TaskLaunch | None = None
     busy_until: float = 0.0
+    started_at: float = 0.0
+    #: The running batch was killed: it ends after this many sequences.
+    cut_at: int | None = None
 
 
 @dataclass
 class Cluster:
     """Agents of ``cpus`` each; executors run their batches one after another, each
-    sequence taking ``seq_s``; every round offers each agent's free cpus."""
+    sequence taking ``seq_s``; every round offers each agent's free cpus. As the real
+    executor does, a killed running batch finishes the sequence it is computing, stores
+    what it has and ends TASK_KILLED."""
 
     agents: int
     cpus: float
@@ -108,6 +113,12 @@ class Cluster:
                 assert cpus <= self.cpus + 1e-6 and mem <= self.mem_mb + 1e-6, "over-committed"
             case KillTask():
                 self.killed.add(cmd.task_id)
+                for ex in self.executors.values():
+                    task = ex.current
+                    if task is not None and task.task_id == cmd.task_id and ex.cut_at is None:
+                        done = math.ceil((self.now - ex.started_at) / self.seq_s - 1e-9)
+                        ex.cut_at = min(done, len(task.range))
+                        ex.busy_until = ex.started_at + ex.cut_at * self.seq_s
             case Stop():
                 ex = self.executors.pop(cmd.executor_id, None)
                 if ex is not None:
@@ -133,10 +144,13 @@ class Cluster:
                 if ex.current is not None and ex.busy_until <= self.now:
                     task, ex.current = ex.current, None
                     r = task.range
-                    for i in range(r.start, r.stop):
+                    stop = r.stop if ex.cut_at is None else r.start + ex.cut_at
+                    for i in range(r.start, stop):
                         self.stored[(task.run.run_id, i)] += 1
-                    report = BatchReport(r.stop, len(r), 0, len(r) * self.seq_s)
-                    self.send(TaskStatus(task.task_id, "TASK_FINISHED", self.now,
+                    report = BatchReport(stop, stop - r.start, 0, (stop - r.start) * self.seq_s)
+                    ended = "TASK_FINISHED" if ex.cut_at is None else "TASK_KILLED"
+                    ex.cut_at = None
+                    self.send(TaskStatus(task.task_id, ended, self.now,
                                          report=report, agent_id=ex.agent))  # fmt: skip
                     continue
                 if ex.current is None and ex.queue:
@@ -146,7 +160,7 @@ class Cluster:
                                              message="killed before it started",
                                              agent_id=ex.agent))  # fmt: skip
                         continue
-                    ex.current = task
+                    ex.current, ex.started_at = task, self.now
                     ex.busy_until = self.now + len(task.range) * self.seq_s
                     self.send(TaskStatus(task.task_id, "TASK_RUNNING", self.now,
                                          report=BatchReport(task.range.start),
@@ -266,21 +280,27 @@ def test_a_quota_caps_a_users_cores_and_lowering_it_drains_the_excess() -> None:
     assert cluster.cpus_of("ann") == 8
 
 
-def test_a_batch_queued_on_a_draining_executor_runs_again_at_the_same_attempt() -> None:
+def test_a_draining_executors_batches_run_again_from_where_they_stopped() -> None:
     cluster = Cluster(agents=1, cpus=2)
     cluster.submit(info("big", "ann", sequences=4000))
     cluster.step()
     cluster.step()  # launched, then started
     queued = {t.task_id: t for e in cluster.executors.values() for t in e.queue}
-    assert len(queued) == 2 and all(e.current for e in cluster.executors.values())
-    cluster.submit(info("small", "bob", sequences=100))
-    cluster.step()
-    [killed] = [queued[t] for t in cluster.killed]
+    running = {e.current.task_id: e.current for e in cluster.executors.values() if e.current}
+    assert len(queued) == 2 and len(running) == 2
+    cluster.step(0.035)  # 3.5 sequences into the running batches
+    cluster.submit(info("small", "bob", sequences=100))  # one stops after its 4th
+    # One executor gives its place: its queued batch and its running one are killed.
+    killed = {**queued, **running}
+    assert len(cluster.killed) == 2 and cluster.killed <= killed.keys()
+    [cut] = [killed[t] for t in cluster.killed if t in running]
+    [dropped] = [killed[t] for t in cluster.killed if t in queued]
     cluster.run_until(lambda: {"big", "small"} <= cluster.finished.keys())
-    assert all(cluster.stored[("big", i)] == 1 for i in range(4000))
-    again = [t for t in cluster.launched if t.run_id == "big" and t.task_id != killed.task_id
-             and t.range.start == killed.range.start]  # fmt: skip
-    assert [t.range.attempt for t in again] == [1]
+    assert all(cluster.stored[("big", i)] == 1 for i in range(4000))  # none lost, none twice
+    again = [(t.range.start, t.range.stop, t.range.attempt) for t in cluster.launched
+             if t.run_id == "big" and t.task_id not in killed]  # fmt: skip
+    assert (dropped.range.start, dropped.range.stop, 1) in again
+    assert (cut.range.start + 4, cut.range.stop, 1) in again
 
 
 @dataclass

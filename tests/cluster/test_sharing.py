@@ -21,8 +21,9 @@ def test_a_second_users_small_run_gets_its_share_while_the_cpus_stay_busy(
         figures = measure(site.start())
     finally:
         site.stop()
-    # The issue asks 1.5x and 0.9; measured here 1.35-1.6x and 0.78-0.87 (see
-    # docs/benchmarks.md): bounds with room for a loaded 2-core CI machine.
+    # The issue asks 1.5x and 0.9; measured on a quiet machine 1.46-1.51x and 0.85-0.86
+    # (docs/benchmarks.md): bounds with room for a loaded 2-core CI machine. Under
+    # first come, first served the small run finished last at 11x.
     assert not figures.small_finished_last, figures
-    assert figures.small_shared_s <= 2.0 * figures.small_alone_s, figures
-    assert figures.busy >= 0.7, figures
+    assert figures.small_shared_s <= 1.8 * figures.small_alone_s, figures
+    assert figures.busy >= 0.8, figures
