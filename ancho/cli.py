@@ -397,12 +397,17 @@ def summary(backend: Backend, run_id: str, fmt: str, recompute: bool) -> None:
     click.echo(json.dumps(doc, indent=2) if fmt == "json" else summary_table(doc))
 
 
+def report_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``-o FILE`` and ``--pdf``, as every report command takes them."""
+    pdf = click.option("--pdf", is_flag=True, help="Write a PDF (printed with headless Chromium).")
+    output = click.option("-o", "output", required=True, type=click.Path(), metavar="FILE",
+                          help="Report file to write.")  # fmt: skip
+    return output(pdf(command))
+
+
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@click.option(
-    "-o", "output", required=True, type=click.Path(), metavar="FILE", help="Report file to write."
-)
-@click.option("--pdf", is_flag=True, help="Write a PDF (printed with headless Chromium).")
+@report_options
 @query_command
 def report(backend: Backend, run_id: str, output: str, pdf: bool) -> None:
     """A self-contained HTML report of a run (charts, summary, failures, spec), or a PDF."""
@@ -507,10 +512,7 @@ def experiment_results(backend: Backend, experiment_id: str, fmt: str) -> None:
 
 @experiment.command("report")
 @click.argument("experiment_id", metavar="EXP")
-@click.option(
-    "-o", "output", required=True, type=click.Path(), metavar="FILE", help="Report file to write."
-)
-@click.option("--pdf", is_flag=True, help="Write a PDF (printed with headless Chromium).")
+@report_options
 @query_command
 def experiment_report(backend: Backend, experiment_id: str, output: str, pdf: bool) -> None:
     """A self-contained HTML report: each output's mean and 95% band against each swept
