@@ -12,6 +12,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .api import Client as Client
+    from .api import Run as Run
+    from .api import compare as compare
+    from .api import connect as connect
+    from .api import run as run
     from .errors import AnchoError as AnchoError
     from .errors import SpecError as SpecError
     from .results import SequenceResult as SequenceResult
@@ -23,6 +28,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "Client": "api",
+    "Run": "api",
+    "compare": "api",
+    "connect": "api",
+    "run": "api",
     "AnchoError": "errors",
     "SpecError": "errors",
     "SequenceResult": "results",

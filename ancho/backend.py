@@ -18,7 +18,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .client import Client
-    from .compare import Row
+    from .comparison import Row
     from .report import ReportData
 
 __all__ = ["Backend", "LogLine", "ServerBackend", "StoreBackend", "resolve_backend"]

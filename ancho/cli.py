@@ -453,7 +453,7 @@ def kill(backend: Backend, run_id: str) -> None:
 def compare(backend: Backend, run_a: str, run_b: str, output: str | None, as_json: bool) -> None:
     """RUN_A's mean minus RUN_B's, with its 95% interval: paired over the sequence index
     when both have the same seed and sequence count (common random numbers), else Welch."""
-    from .compare import compare_runs
+    from .comparison import compare_runs
 
     a, b = backend.run(run_a), backend.run(run_b)
     result = compare_runs(a, b, backend.rows(run_a), backend.rows(run_b), output)

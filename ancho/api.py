@@ -1,0 +1,223 @@
+"""Ancho from Python: runs and experiments as objects (``import ancho``).
+
+``ancho.run(model, sequences=…)`` runs on this machine (the embedded cluster and the
+local store, as ``ancho run``) and returns a :class:`Run` once the run has ended.
+``ancho.connect()`` returns a :class:`Client` of an Ancho server, whose ``submit`` returns
+a :class:`Run` at once; ``Run.wait()`` follows it. Every object reads through the same
+:class:`~ancho.backend.Backend` the CLI's query commands use, so a run read from the
+store and one read through a server answer alike. Bad input raises the
+:class:`~ancho.errors.AnchoError` hierarchy with the CLI's one-paragraph messages.
+
+``model`` is a model folder, a spec file's path, or a spec ``dict``; keyword arguments
+override the spec's values, as the CLI's flags do.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from .backend import Backend, LogLine, ServerBackend, StoreBackend
+from .errors import AnchoError
+from .spec import Overrides, RunSpec, load_spec, spec_from_data
+
+__all__ = ["Client", "Run", "compare", "connect", "run"]
+
+POLL_S = 0.5
+
+
+class Run:
+    """One run: its id, state, summary, logs and report (reads are never cached)."""
+
+    def __init__(self, backend: Backend, run_id: str) -> None:
+        self._backend = backend
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"<ancho.Run {self.id} {self.state}>"
+
+    def info(self) -> dict[str, Any]:
+        """The run's document, as ``ancho status RUN`` prints it."""
+        return self._backend.run(self.id)
+
+    @property
+    def state(self) -> str:
+        """QUEUED, STAGING, RUNNING, SUMMARIZING, FINISHED, FAILED or KILLED."""
+        return str(self.info()["state"])
+
+    def wait(self, progress: bool = True, *, timeout_s: float | None = None,
+             stream: TextIO | None = None) -> Run:  # fmt: skip
+        """Wait until the run has ended (a progress bar on ``stream``, default stderr,
+        when ``progress``); return the run. AnchoError after ``timeout_s``."""
+        from .client import record_from_dict
+        from .progress import ProgressBar
+
+        doc = self.info()
+        record = record_from_dict(doc)
+        bar = ProgressBar(stream or sys.stderr, record.sequences) if progress else None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            if bar is not None:
+                bar.update(record, doc.get("live"))
+            if record.done:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise AnchoError(f"run {self.id} is still {record.state} after {timeout_s:g} s")
+            time.sleep(POLL_S)
+            doc = self.info()
+            record = record_from_dict(doc)
+        if bar is not None:
+            bar.close(record)
+        return self
+
+    def summary(self, *, recompute: bool = False) -> dict[str, Any]:
+        """The summary document (DESIGN.md, "Stored results"), as ``ancho summary``."""
+        return self._backend.summary(self.id, recompute=recompute)
+
+    def live(self) -> dict[str, Any]:
+        """The live statistics of the sequences in so far (empty before any)."""
+        return dict(self.info().get("live") or {})
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """The results, one dict per sequence in sequence order, as ``ancho results``
+        prints them (``{"sequence", "status", "outputs", …}``), streamed."""
+        for sequence, status, outputs in self._backend.rows(self.id):
+            yield {"sequence": sequence, "status": status, "outputs": outputs}
+
+    def logs(self, follow: bool = False) -> Iterator[LogLine]:
+        """The run's log lines; with ``follow``, until the run ends."""
+        return self._backend.logs(self.id, follow)
+
+    def kill(self) -> bool:
+        """Ask for the run to be killed; False when it had already ended."""
+        requested, _ = self._backend.kill(self.id)
+        return requested
+
+    def report(self, path: str | Path, pdf: bool = False) -> Path:
+        """Write the run's self-contained HTML report (or a PDF) to ``path``."""
+        from .report import build_report, check_output_path, find_chromium, save_report
+
+        target = check_output_path(path)
+        chromium = find_chromium() if pdf else None
+        data = self._backend.report_data(self.id)
+        save_report(build_report(data.run, data.summary, data.results), target, pdf=pdf,
+                    chromium=chromium)  # fmt: skip
+        return target
+
+
+class Client:
+    """An Ancho server, as the user whose token it holds."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        from .client import Client as Rest
+
+        self._rest = Rest(url.rstrip("/"), token)
+        self._backend = ServerBackend(self._rest)
+
+    def __repr__(self) -> str:
+        return f"<ancho.Client {self._rest.server}>"
+
+    @property
+    def url(self) -> str:
+        return self._rest.server
+
+    def upload(self, model: str | Path) -> str:
+        """Pack a model folder (or take a tarball) and upload it; its ``source``."""
+        return self._rest.upload_model(Path(model))
+
+    def submit(self, model: str | Path | Mapping[str, Any], **overrides: Any) -> Run:
+        """Submit a run (``ancho.run``'s arguments); a local model is uploaded first."""
+        from .client import REMOTE_SOURCES
+
+        spec = _spec(model, **overrides)
+        if spec.sweep is not None:
+            raise AnchoError('the spec has a "sweep": that is an experiment, not a run')
+        data = spec.to_dict()
+        if not spec.model.source.startswith(REMOTE_SOURCES):
+            data["model"]["source"] = self.upload(spec.model.source.removeprefix("file://"))
+        return Run(self._backend, str(self._rest.submit(data)["id"]))
+
+    def runs(self) -> list[Run]:
+        """Your runs, newest first."""
+        return [Run(self._backend, str(doc["id"])) for doc in self._backend.runs()]
+
+    def run(self, run_id: str) -> Run:
+        """One of your runs (AnchoError if there is no such run of yours)."""
+        self._backend.run(run_id)
+        return Run(self._backend, run_id)
+
+
+def connect(url: str | None = None, token: str | None = None) -> Client:
+    """A :class:`Client` of the server at ``url``; the defaults are the CLI's:
+    ``ANCHO_SERVER`` and ``ANCHO_TOKEN``, else ``server``/``token`` in the config file."""
+    from .client import Client as Rest
+    from .client import server_url
+
+    found = server_url(url)
+    if found is None:
+        raise AnchoError("no server: pass url=, set ANCHO_SERVER, or write the config file")
+    return Client(found, token if token is not None else Rest.connect(found).token)
+
+
+def run(
+    model: str | Path | Mapping[str, Any],
+    *,
+    sequences: int | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    executors: int | None = None,
+    targets: Mapping[str, Mapping[str, float]] | None = None,
+    store: str | None = None,
+    master: str | None = None,
+    progress: bool = False,
+) -> Run:
+    """Run ``model`` on this machine (or on ``master``, e.g. ``ancho cluster``'s) and
+    return the :class:`Run` once it has ended, FINISHED or not. ``store`` is a store
+    URL (default ``ANCHO_STORE``, else ``./.ancho/ancho.db``)."""
+    from .runner import run_local
+    from .store import open_store
+
+    spec = _spec(model, sequences=sequences, parameters=parameters, seed=seed,
+                 executors=executors, targets=targets)  # fmt: skip
+    if spec.sweep is not None:
+        raise AnchoError('the spec has a "sweep": that is an experiment, not a run')
+    opened = open_store(store)  # None: ANCHO_STORE, else ./.ancho/ancho.db
+    record = run_local(spec, opened, work_dir=Path(".ancho"),
+                       progress=sys.stderr if progress else None,
+                       master=master or "embedded")  # fmt: skip
+    return Run(StoreBackend(opened), record.id)
+
+
+def compare(a: Run, b: Run, output: str | None = None) -> Any:
+    """``ancho compare``: ``a``'s mean minus ``b``'s with its 95% interval, paired over
+    the sequence index when both have the same seed and sequence count, else Welch.
+    Returns a :class:`~ancho.comparison.Comparison` (``.to_dict()`` is the contract's)."""
+    from .comparison import compare_runs
+
+    return compare_runs(a.info(), b.info(), a._backend.rows(a.id), b._backend.rows(b.id),
+                        output)  # fmt: skip
+
+
+def _spec(model: str | Path | Mapping[str, Any], *, sequences: int | None = None,
+          parameters: Mapping[str, Any] | None = None, seed: int | None = None,
+          executors: int | None = None,
+          targets: Mapping[str, Mapping[str, float]] | None = None) -> RunSpec:  # fmt: skip
+    """The spec of a model folder, spec file or spec dict, with the keyword values."""
+    overrides = Overrides(sequences, seed, dict(parameters or {}), executors)
+    if isinstance(model, Mapping):
+        data = dict(model)
+        if targets is not None:
+            data["targets"] = {k: dict(v) for k, v in targets.items()}
+        return spec_from_data(data, base=Path.cwd(), overrides=overrides, where="spec")
+    if not isinstance(model, str | Path):
+        raise AnchoError(f"model: expected a model folder, a spec file or a spec dict, not"
+                         f" {type(model).__name__}")  # fmt: skip
+    spec = load_spec(model, overrides)
+    if targets is None:
+        return spec
+    data = spec.to_dict()
+    data["targets"] = {k: dict(v) for k, v in targets.items()}
+    return spec_from_data(data, overrides=None, where=str(model))

@@ -1,0 +1,95 @@
+"""``import ancho``: runs from Python on the embedded cluster and through a live server.
+
+``ancho.run`` runs in this process, as ``ancho run`` does (embedded cluster, SQLite);
+``ancho.connect`` talks to a real ``ancho server`` subprocess. Values are checked
+against analytic answers within standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from e2e import EXAMPLES, MODELS, LiveServer, ancho
+
+import ancho as api
+
+pytestmark = pytest.mark.slow
+
+BERNOULLI = {"model": {"source": str(MODELS / "bernoulli"), "entrypoint": "model:simulate"},
+             "parameters": {"p": 0.3}, "sequences": 2000, "seed": 11}  # fmt: skip
+
+
+def test_a_run_from_python_on_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'ancho.db'}"
+    run = api.run(EXAMPLES / "pi", sequences=3000, parameters={"samples": 200}, seed=3,
+                  store=store)  # fmt: skip
+    assert isinstance(run, api.Run) and run.state == "FINISHED"
+    summary = run.summary()
+    p = math.pi / 4
+    se = 4 * math.sqrt(p * (1 - p) / 200) / math.sqrt(3000)
+    assert abs(summary["outputs"]["pi"]["mean"] - math.pi) < 4 * se
+    assert summary["outputs"]["pi"]["count"] == 3000
+    rows = list(run.rows())
+    assert [r["sequence"] for r in rows] == list(range(3000))
+    assert sum(r["outputs"]["pi"] for r in rows) / 3000 == pytest.approx(
+        summary["outputs"]["pi"]["mean"], rel=1e-12
+    )
+    # The CLI sees the same run in the same store.
+    status = ancho("status", run.id, "--store", store, cwd=tmp_path).json()
+    assert status["id"] == run.id and status["state"] == "FINISHED"
+    assert any("run finished" in line.message for line in run.logs())
+    assert run.kill() is False  # it has ended
+    report = run.report(tmp_path / "pi.html")
+    assert report.is_file() and "Ancho run report" in report.read_text()
+
+
+def test_a_paired_comparison_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'ancho.db'}"
+    low = api.run(BERNOULLI, store=store)
+    high = api.run(BERNOULLI, parameters={"p": 0.6}, store=store)
+    c = api.compare(low, high, output="hit")
+    # Common random numbers: the hits differ only where u falls in [0.3, 0.6).
+    assert c.paired is True
+    half = (c.ci95[1] - c.ci95[0]) / 2
+    sd = math.sqrt(0.3 * 0.7 / 2000)  # of the difference's mean: a Bernoulli(0.3) indicator
+    assert abs(c.difference + 0.3) < 4 * sd and half == pytest.approx(1.959964 * sd, rel=0.15)
+
+
+def test_bad_input_raises_the_cli_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANCHO_SERVER", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    with pytest.raises(api.SpecError, match="no such model directory or spec file"):
+        api.run(tmp_path / "missing", sequences=10)
+    with pytest.raises(api.SpecError, match="/sequences"):
+        api.run({**BERNOULLI, "sequences": 0})
+    with pytest.raises(api.AnchoError, match="no server"):
+        api.connect()
+    assert not (tmp_path / ".ancho" / "ancho.db").exists()  # nothing was stored
+
+
+def test_a_run_through_a_server(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'ancho.db'}"
+    added = ancho("user", "add", "ann", "--store", store, cwd=tmp_path)
+    assert added.code == 0, added.stderr
+    server = LiveServer(store, tmp_path).start()
+    try:
+        client = api.connect(server.url, added.json()["token"])
+        run = client.submit(MODELS / "bernoulli", sequences=400, parameters={"p": 0.5}, seed=2)
+        assert run.state in ("QUEUED", "STAGING", "RUNNING", "SUMMARIZING", "FINISHED")
+        assert run.wait(progress=False, timeout_s=120) is run and run.state == "FINISHED"
+        hit = run.summary()["outputs"]["hit"]
+        assert hit["count"] == 400 and abs(hit["mean"] - 0.5) < 4 * math.sqrt(0.25 / 400)
+        assert [r.id for r in client.runs()] == [run.id]
+        assert client.run(run.id).id == run.id
+        with pytest.raises(api.AnchoError, match="nope"):
+            client.run("nope")
+        other = api.connect(server.url, "not-a-token")
+        with pytest.raises(api.AnchoError, match="token"):
+            other.runs()
+    finally:
+        assert server.stop() == 0
