@@ -27,6 +27,8 @@ from .spec import Overrides, RunSpec, load_spec, spec_from_data
 __all__ = ["Client", "Run", "compare", "connect", "run"]
 
 POLL_S = 0.5
+#: Bins of the histograms in a run's notebook view.
+HISTOGRAM_BINS = 30
 
 
 class Run:
@@ -38,6 +40,20 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<ancho.Run {self.id} {self.state}>"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: state, progress, the summary table and, once the run has
+        ended, a small histogram of each numeric output."""
+        from .run_html import run_html
+
+        doc = self.info()
+        ended = doc.get("state") in ("FINISHED", "FAILED", "KILLED")
+        summary = self.summary() if ended else None
+        histograms: list[Mapping[str, Any]] = []
+        for name, stats in ((summary or {}).get("outputs") or {}).items():
+            if isinstance(stats.get("mean"), int | float):
+                histograms.append(self._backend.histogram(self.id, name, HISTOGRAM_BINS))
+        return run_html(doc, summary, histograms)
 
     def info(self) -> dict[str, Any]:
         """The run's document, as ``ancho status RUN`` prints it."""
@@ -86,6 +102,38 @@ class Run:
         prints them (``{"sequence", "status", "outputs", …}``), streamed."""
         for sequence, status, outputs in self._backend.rows(self.id):
             yield {"sequence": sequence, "status": status, "outputs": outputs}
+
+    def results(self, columns: list[str] | None = None) -> Any:
+        """The results as a pandas DataFrame, one row per sequence in sequence order:
+        ``sequence``, ``status``, then each output (or those named in ``columns``),
+        streamed from the store or server (the ``notebook`` extra)."""
+        from .frames import results_frame
+
+        return results_frame(self._columns(columns))
+
+    def to_arrow(self, columns: list[str] | None = None) -> Any:
+        """The results as a pyarrow Table, with :meth:`results`'s columns."""
+        from .frames import results_table
+
+        return results_table(self._columns(columns))
+
+    def summary_frame(self) -> Any:
+        """The summary as a DataFrame: one row per output, one column per statistic."""
+        from .frames import summary_frame
+
+        return summary_frame(self.summary())
+
+    def _columns(self, columns: list[str] | None) -> dict[str, Any]:
+        from .extras import require
+        from .frames import result_columns
+
+        require("notebook", "Run.results()")
+        outputs = list(self.info().get("outputs") or [])
+        unknown = [c for c in columns or [] if c not in outputs]
+        if unknown:
+            raise AnchoError(f"columns: run {self.id} has no output {', '.join(map(repr, unknown))}"
+                             f" (it has: {', '.join(outputs) or 'none'})")  # fmt: skip
+        return result_columns(self._backend.rows(self.id), outputs, columns)
 
     def logs(self, follow: bool = False) -> Iterator[LogLine]:
         """The run's log lines; with ``follow``, until the run ends."""

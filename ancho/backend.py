@@ -67,6 +67,9 @@ class Backend(Protocol):
     def rows(self, run_id: str) -> Iterator[Row]:
         """The results as (sequence, status, outputs), in sequence order, streamed."""
 
+    def histogram(self, run_id: str, output: str, bins: int) -> dict[str, Any]:
+        """One output's histogram document (``ancho.histogram.stream_histogram``)."""
+
     def experiments(self) -> list[dict[str, Any]]:
         """The caller's experiments, newest first, as the API lists them."""
 
@@ -113,6 +116,9 @@ class ServerBackend:
     def rows(self, run_id: str) -> Iterator[Row]:
         for doc in self.client.result_rows(run_id):
             yield doc["sequence"], doc["status"], doc.get("outputs") or {}
+
+    def histogram(self, run_id: str, output: str, bins: int) -> dict[str, Any]:
+        return self.client.histogram(run_id, output, bins)
 
     def experiments(self) -> list[dict[str, Any]]:
         return self.client.experiments()
@@ -198,6 +204,15 @@ class StoreBackend:
         self.store.get_run(run_id)
         for r in self.store.iter_results(run_id):
             yield r.sequence, r.status, r.outputs
+
+    def histogram(self, run_id: str, output: str, bins: int) -> dict[str, Any]:
+        from .histogram import stream_histogram, summary_range
+
+        self.store.get_run(run_id)
+        bounds = summary_range(self.store.get_summary(run_id), output)
+        return stream_histogram(
+            lambda stop: self.store.iter_results(run_id, 0, stop), output, bins, bounds
+        )
 
     def experiments(self) -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.store.list_experiments()]

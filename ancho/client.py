@@ -155,6 +155,12 @@ class Client:
                 if line.strip():
                     yield json.loads(line)
 
+    def histogram(self, run_id: str, output: str, bins: int) -> dict[str, Any]:
+        """The web page's histogram document of one output."""
+        query = urllib.parse.urlencode({"output": output, "bins": bins})
+        doc: dict[str, Any] = self._json("GET", f"/api/v1/runs/{_quote(run_id)}/histogram?{query}")
+        return doc
+
     def logs(self, run_id: str, follow: bool) -> Iterator[dict[str, Any]]:
         """Log events; with ``follow`` until the run ends."""
         path = f"/api/v1/runs/{_quote(run_id)}/logs?follow={int(follow)}"

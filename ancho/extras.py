@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "spark": ("pyarrow", "pyspark"),
     "parquet": ("pyarrow",),
     "docker": ("docker",),
+    "notebook": ("pandas", "pyarrow"),
 }
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import AnchoError
-from .histogram import BINS, Histogram, bin_edges, is_integral
+from .histogram import BINS, Histogram, bin_edges, is_integral, summary_range
 from .results import SequenceResult
 from .store import RunRecord
 
@@ -298,13 +298,8 @@ def _normalise(item: ResultLike) -> tuple[int, str, Mapping[str, Any], Any, int]
 
 def _summary_ranges(summary: Mapping[str, Any] | None) -> dict[str, tuple[float, float]]:
     """Each output's finite ``[min, max]`` from the summary, where it has one."""
-    ranges: dict[str, tuple[float, float]] = {}
-    for name, stats in ((summary or {}).get("outputs") or {}).items():
-        lo, hi = stats.get("min"), stats.get("max")
-        numbers = isinstance(lo, int | float) and isinstance(hi, int | float)
-        if numbers and math.isfinite(lo) and math.isfinite(hi) and lo <= hi:
-            ranges[name] = (float(lo), float(hi))
-    return ranges
+    found = {n: summary_range(summary, n) for n in ((summary or {}).get("outputs") or {})}
+    return {name: bounds for name, bounds in found.items() if bounds is not None}
 
 
 def _collect(

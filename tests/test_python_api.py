@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from e2e import EXAMPLES, MODELS, LiveServer, ancho
+from test_report import parse
 
 import ancho as api
 
@@ -37,6 +39,32 @@ def test_a_run_from_python_on_this_machine(tmp_path: Path, monkeypatch: pytest.M
     assert sum(r["outputs"]["pi"] for r in rows) / 3000 == pytest.approx(
         summary["outputs"]["pi"]["mean"], rel=1e-12
     )
+    frame = run.results()
+    assert list(frame.columns) == ["sequence", "status", "pi", "inside"]
+    assert frame.shape == (3000, 4) and frame["sequence"].tolist() == list(range(3000))
+    assert str(frame["pi"].dtype) == "float64" and str(frame["inside"].dtype) == "int64"
+    assert (frame["status"] == "ok").all()
+    assert frame["pi"].mean() == pytest.approx(summary["outputs"]["pi"]["mean"], rel=1e-12)
+    assert list(run.results(columns=["inside"]).columns) == ["sequence", "status", "inside"]
+    with pytest.raises(api.AnchoError, match="has no output 'nope'"):
+        run.results(columns=["nope"])
+    table = run.to_arrow(columns=["pi"])
+    assert table.num_rows == 3000 and table.column("pi").to_pylist() == frame["pi"].tolist()
+    stats = run.summary_frame()
+    assert list(stats.index) == ["pi", "inside"]
+    assert stats.loc["pi", "mean"] == summary["outputs"]["pi"]["mean"]
+    assert stats.loc["inside", "count"] == 3000
+    # Jupyter's view: state, progress, the summary table, a histogram of each output.
+    page = parse(run._repr_html_())
+    (view,) = page.find_all("div", cls="ancho-run")
+    assert view.attrs["data-state"] == "FINISHED"
+    assert page.one("div", cls="ancho-progress").attrs["data-ok"] == "3000"
+    cell = page.one("tr", data_output="pi").one("td", data_stat="mean")
+    assert cell.text() == f"{summary['outputs']['pi']['mean']:.6g}"
+    for name in ("pi", "inside"):
+        svg = page.one("svg", cls="ancho-histogram", data_output=name)
+        assert sum(int(r.attrs["data-count"]) for r in svg.find_all("rect")) == 3000
+    assert not page.find_all("script")
     # The CLI sees the same run in the same store.
     status = ancho("status", run.id, "--store", store, cwd=tmp_path).json()
     assert status["id"] == run.id and status["state"] == "FINISHED"
@@ -84,6 +112,11 @@ def test_a_run_through_a_server(tmp_path: Path) -> None:
         assert run.wait(progress=False, timeout_s=120) is run and run.state == "FINISHED"
         hit = run.summary()["outputs"]["hit"]
         assert hit["count"] == 400 and abs(hit["mean"] - 0.5) < 4 * math.sqrt(0.25 / 400)
+        frame = run.results()  # through the API's JSON lines
+        assert str(frame["hit"].dtype) == "bool" and str(frame["x"].dtype) == "float64"
+        assert frame["hit"].mean() == pytest.approx(hit["mean"], rel=1e-12)
+        svg = parse(run._repr_html_()).one("svg", cls="ancho-histogram", data_output="x")
+        assert sum(int(r.attrs["data-count"]) for r in svg.find_all("rect")) == 400
         assert [r.id for r in client.runs()] == [run.id]
         assert client.run(run.id).id == run.id
         with pytest.raises(api.AnchoError, match="nope"):
@@ -93,3 +126,24 @@ def test_a_run_through_a_server(tmp_path: Path) -> None:
             other.runs()
     finally:
         assert server.stop() == 0
+
+
+def test_result_columns_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typed columns whatever the chunks: failed sequences are NaN, non-finite strings
+    (the API's JSON) are floats, a column that mixes kinds becomes object."""
+    from ancho import frames
+
+    monkeypatch.setattr(frames, "CHUNK", 3)
+    rows = [(i, "ok", {"x": i * 0.5, "n": i, "b": i % 2 == 0, "s": "a" if i < 4 else 1})
+            for i in range(7)]  # fmt: skip
+    rows[5] = (5, "failed", {})
+    rows[6] = (6, "ok", {"x": "-inf", "n": 6, "b": True, "s": 2})
+    cols = frames.result_columns(rows, ["x", "n", "b", "s"])
+    assert cols["sequence"].tolist() == list(range(7))
+    assert cols["x"].dtype == np.float64 and cols["x"][6] == -math.inf
+    assert math.isnan(cols["x"][5]) and cols["x"][:5].tolist() == [0, 0.5, 1, 1.5, 2]
+    assert cols["n"].dtype == np.float64 and math.isnan(cols["n"][5])  # NaN for the failed
+    assert cols["b"].dtype == object and cols["b"][5] is None
+    assert cols["s"].dtype == object and cols["s"].tolist()[:4] == ["a"] * 4
+    frame = frames.results_frame(cols)
+    assert frame["status"].tolist() == ["ok"] * 5 + ["failed", "ok"]

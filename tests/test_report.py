@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from e2e import EXAMPLES, MODELS, ancho, run_id_of, write_spec
 
+from ancho.histogram import stream_histogram
 from ancho.report import build_report
 from ancho.results import SequenceResult
 from ancho.server import web
@@ -266,7 +267,7 @@ def test_html_report_of_pi_matches_summary_results_and_spec(runs: Runs) -> None:
     # One histogram: the web page's route gives these very bins and counts.
     store = open_store(f"sqlite:///{runs.folder / '.ancho' / 'ancho.db'}")
     for name, stats in summary["outputs"].items():
-        served = web.histogram(lambda stop: store.iter_results(runs.pi, 0, stop), name,
+        served = stream_histogram(lambda stop: store.iter_results(runs.pi, 0, stop), name,
                                web.DEFAULT_BINS, (stats["min"], stats["max"]))  # fmt: skip
         bars = doc.one("svg", cls="histogram", data_output=name).find_all("rect", cls="bar")
         assert served["counts"] == [int(b.attrs["data-count"]) for b in bars]

@@ -27,8 +27,9 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from ancho import histogram
+from ancho.histogram import stream_histogram
 from ancho.results import SequenceResult
-from ancho.server import web
 from ancho.server.app import create_app
 from ancho.server.context import ServerContext
 from ancho.server.stores import RoutingStore
@@ -63,7 +64,7 @@ class _Passes:
 def test_histogram_matches_numpy_in_chunks_and_skips_what_is_not_a_finite_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(web, "CHUNK", 7)  # many chunks
+    monkeypatch.setattr(histogram, "CHUNK", 7)  # many chunks
     rng = np.random.default_rng(5)
     values: list[Any] = list(rng.normal(10.0, 3.0, 500))
     values[3], values[9], values[17], values[20] = math.nan, math.inf, None, -math.inf
@@ -72,38 +73,38 @@ def test_histogram_matches_numpy_in_chunks_and_skips_what_is_not_a_finite_value(
                        if i not in (30, 31) and v is not None and math.isfinite(v)])  # fmt: skip
     expected, edges = np.histogram(finite, bins=25)
     passes = _Passes(rows)
-    doc = web.histogram(passes, "x", 25)
+    doc = stream_histogram(passes, "x", 25)
     assert passes.passes == 2
     assert doc["counts"] == expected.tolist() and doc["edges"] == edges.tolist()
     assert doc["count"] == len(finite) == 494 and doc["skipped"] == 4 and doc["bins"] == 25
     assert set(doc) == {"output", "bins", "edges", "counts", "count", "skipped"}
     # the summary's range: one pass, the same answer
     one = _Passes(rows)
-    assert web.histogram(one, "x", 25, (float(finite.min()), float(finite.max()))) == doc
+    assert stream_histogram(one, "x", 25, (float(finite.min()), float(finite.max()))) == doc
     assert one.passes == 1
     # a stale range that misses values: thrown away, two more passes, the same answer
     stale = _Passes(rows)
-    assert web.histogram(stale, "x", 25, (9.0, 11.0)) == doc and stale.passes == 3
+    assert stream_histogram(stale, "x", 25, (9.0, 11.0)) == doc and stale.passes == 3
 
 
 def test_histogram_edge_cases() -> None:
     # bools and ints: whole-number bins, centred on the values
-    bools = web.histogram(_Passes(_results([True, False, True])), "x", 2)
+    bools = stream_histogram(_Passes(_results([True, False, True])), "x", 2)
     assert bools["counts"] == [1, 2] and bools["edges"] == [-0.5, 0.5, 1.5]
-    ints = web.histogram(_Passes(_results([0, 3, 3, 9, 10])), "x", 4)
+    ints = stream_histogram(_Passes(_results([0, 3, 3, 9, 10])), "x", 4)
     assert ints["edges"] == [-0.5, 2.5, 5.5, 8.5, 11.5] and ints["counts"] == [1, 2, 0, 2]
     # a summary range with whole ends, then a non-integer: the float bins after all
     mixed = _Passes(_results([0, 2.5, 10]))
-    assert web.histogram(mixed, "x", 4, (0.0, 10.0))["edges"] == [0.0, 2.5, 5.0, 7.5, 10.0]
-    same = web.histogram(_Passes(_results([4.0] * 5)), "x", 4)
+    assert stream_histogram(mixed, "x", 4, (0.0, 10.0))["edges"] == [0.0, 2.5, 5.0, 7.5, 10.0]
+    same = stream_histogram(_Passes(_results([4.0] * 5)), "x", 4)
     assert same["edges"] == [3.5, 4.5] and same["counts"] == [5]
-    empty = web.histogram(_Passes(_results([None, math.nan])), "x", 10)
+    empty = stream_histogram(_Passes(_results([None, math.nan])), "x", 10)
     assert empty == {"output": "x", "bins": 0, "edges": [], "counts": [], "count": 0,
                      "skipped": 2}  # fmt: skip
-    huge = web.histogram(_Passes(_results([-1e308, 0.0, 1e308])), "x", 4)
+    huge = stream_histogram(_Passes(_results([-1e308, 0.0, 1e308])), "x", 4)
     assert huge["counts"] == [1, 0, 1, 1] and huge["edges"][0] == -1e308
     assert huge["edges"][-1] == 1e308 and all(math.isfinite(e) for e in huge["edges"])
-    tiny = web.histogram(_Passes(_results([1.0, math.nextafter(1.0, 2.0)])), "x", 200)
+    tiny = stream_histogram(_Passes(_results([1.0, math.nextafter(1.0, 2.0)])), "x", 200)
     assert 1 <= tiny["bins"] < 200 and sum(tiny["counts"]) == 2
     assert len(tiny["edges"]) == tiny["bins"] + 1
 
