@@ -5,7 +5,8 @@ Results are streamed: rows are gathered :data:`CHUNK` at a time into Python list
 chunk becomes one numpy array per column, and the chunks are joined at the end, so the
 peak is about twice the columns' own size plus one chunk of Python objects. The frame
 takes the joined arrays without a copy. Columns: ``sequence`` (int64), ``status``
-(``ok``/``failed``), then one per output. An output column is bool when every value is
+(``ok``/``failed``: a category, kept as int8 codes, not a string per row), then one per
+output. An output column is bool when every value is
 a bool, int64 when every value is an int, float64 when every value is a number (NaN
 where a sequence has none: failed ones), else object. The JSON of a server's results
 spells non-finite floats ``"nan"``, ``"inf"`` and ``"-inf"``; they are floats again here.
@@ -25,6 +26,8 @@ from .extras import require
 __all__ = ["CHUNK", "result_columns", "results_frame", "results_table", "summary_frame"]
 
 CHUNK = 65_536
+#: The status column's categories, in the order of its codes.
+STATUSES = ("ok", "failed")
 STATS = ("count", "mean", "stddev", "sem", "min", "max", "skewness", "kurtosis")
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "infinity": math.inf,
               "-infinity": -math.inf}  # fmt: skip
@@ -76,12 +79,12 @@ def result_columns(rows: Iterable[Row], outputs: list[str],
     names = list(columns) if columns is not None else list(outputs)
     done: dict[str, list[npt.NDArray[Any]]] = {n: [] for n in ["sequence", "status", *names]}
     sequences: list[int] = []
-    statuses: list[str] = []
+    statuses: list[int] = []
     values: dict[str, list[Any]] = {n: [] for n in names}
 
     def flush() -> None:
         done["sequence"].append(np.array(sequences, dtype=np.int64))
-        done["status"].append(np.array(statuses, dtype=object))
+        done["status"].append(np.array(statuses, dtype=np.int8))
         for n in names:
             done[n].append(_column(values[n]))
             values[n].clear()
@@ -90,7 +93,7 @@ def result_columns(rows: Iterable[Row], outputs: list[str],
 
     for sequence, status, out in rows:
         sequences.append(sequence)
-        statuses.append(status)
+        statuses.append(0 if status == "ok" else 1)
         for n in names:
             values[n].append(out.get(n))
         if len(sequences) == CHUNK:
@@ -106,7 +109,7 @@ def results_frame(columns: dict[str, npt.NDArray[Any]]) -> Any:
     import pandas as pd
 
     data: dict[str, Any] = dict(columns)
-    data["status"] = pd.Categorical(columns["status"], categories=["ok", "failed"])
+    data["status"] = pd.Categorical.from_codes(columns["status"], categories=list(STATUSES))
     return pd.DataFrame(data, copy=False)
 
 
@@ -117,7 +120,9 @@ def results_table(columns: dict[str, npt.NDArray[Any]]) -> Any:
 
     arrays = {}
     for name, array in columns.items():
-        if array.dtype == object:
+        if name == "status":
+            arrays[name] = pa.DictionaryArray.from_arrays(pa.array(array), list(STATUSES))
+        elif array.dtype == object:
             arrays[name] = pa.array(array.tolist(), from_pandas=True)
         else:
             arrays[name] = pa.array(array)
