@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import Client as Client
+    from .api import Experiment as Experiment
     from .api import Run as Run
     from .api import compare as compare
     from .api import connect as connect
     from .api import run as run
+    from .api import sweep as sweep
     from .errors import AnchoError as AnchoError
     from .errors import SpecError as SpecError
     from .results import SequenceResult as SequenceResult
@@ -29,10 +31,12 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "Client": "api",
+    "Experiment": "api",
     "Run": "api",
     "compare": "api",
     "connect": "api",
     "run": "api",
+    "sweep": "api",
     "AnchoError": "errors",
     "SpecError": "errors",
     "SequenceResult": "results",

@@ -24,7 +24,7 @@ from .backend import Backend, LogLine, ServerBackend, StoreBackend
 from .errors import AnchoError
 from .spec import Overrides, RunSpec, load_spec, spec_from_data
 
-__all__ = ["Client", "Run", "compare", "connect", "run"]
+__all__ = ["Client", "Experiment", "Run", "compare", "connect", "run", "sweep"]
 
 POLL_S = 0.5
 #: Bins of the histograms in a run's notebook view.
@@ -156,6 +156,75 @@ class Run:
         return target
 
 
+class Experiment:
+    """A sweep: one run per point, all with the spec's seed (common random numbers)."""
+
+    def __init__(self, backend: Backend, experiment_id: str) -> None:
+        self._backend = backend
+        self.id = experiment_id
+
+    def __repr__(self) -> str:
+        return f"<ancho.Experiment {self.id} {self.state}>"
+
+    def info(self) -> dict[str, Any]:
+        """The experiment document (``ancho experiment status EXP``): its points, with
+        each one's parameters, run, state and summary."""
+        return self._backend.experiment(self.id)
+
+    @property
+    def state(self) -> str:
+        """QUEUED, RUNNING, FINISHED, FAILED or KILLED (from its runs' states)."""
+        return str(self.info()["state"])
+
+    def runs(self) -> list[Run]:
+        """Each point's run, in the sweep's order."""
+        return [Run(self._backend, str(p["run"])) for p in self.info()["points"]]
+
+    def wait(self, *, timeout_s: float | None = None) -> Experiment:
+        """Wait until every point's run has ended; return the experiment."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while (state := self.state) not in ("FINISHED", "FAILED", "KILLED"):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise AnchoError(f"experiment {self.id} is still {state} after {timeout_s:g} s")
+            time.sleep(POLL_S)
+        return self
+
+    def frame(self) -> Any:
+        """One row per point: ``point``, ``run``, ``state``, its parameters, then each
+        output's ``_mean``, ``_sem``, ``_ci95_lo`` and ``_ci95_hi`` (``ancho experiment
+        results --format csv``'s columns), as a pandas DataFrame."""
+        from .experiments import point_rows
+        from .extras import require
+
+        require("notebook", "Experiment.frame()")
+        import pandas as pd
+
+        rows = point_rows(self.info())
+        params = list(dict.fromkeys(k for r in rows for k in r["parameters"]))
+        outputs = list(dict.fromkeys(k for r in rows for k in r["outputs"]))
+        records = []
+        for r in rows:
+            record: dict[str, Any] = {"point": r["point"], "run": r["run"], "state": r["state"]}
+            record.update({p: r["parameters"].get(p) for p in params})
+            for o in outputs:
+                stats = r["outputs"].get(o) or {}
+                lo, hi = stats.get("ci95") or (None, None)
+                record.update({f"{o}_mean": stats.get("mean"), f"{o}_sem": stats.get("sem"),
+                               f"{o}_ci95_lo": lo, f"{o}_ci95_hi": hi})  # fmt: skip
+            records.append(record)
+        return pd.DataFrame.from_records(records)
+
+    def report(self, path: str | Path, pdf: bool = False) -> Path:
+        """Write the experiment's report (``ancho experiment report``) to ``path``."""
+        from .experiment_report import build_experiment_report
+        from .report import check_output_path, find_chromium, save_report
+
+        target = check_output_path(path)
+        chromium = find_chromium() if pdf else None
+        save_report(build_experiment_report(self.info()), target, pdf=pdf, chromium=chromium)
+        return target
+
+
 class Client:
     """An Ancho server, as the user whose token it holds."""
 
@@ -176,16 +245,19 @@ class Client:
         """Pack a model folder (or take a tarball) and upload it; its ``source``."""
         return self._rest.upload_model(Path(model))
 
-    def submit(self, model: str | Path | Mapping[str, Any], **overrides: Any) -> Run:
-        """Submit a run (``ancho.run``'s arguments); a local model is uploaded first."""
+    def submit(self, model: str | Path | Mapping[str, Any], *,
+               sweep: Mapping[str, Any] | None = None, **overrides: Any) -> Any:  # fmt: skip
+        """Submit a run (``ancho.run``'s arguments) and return its :class:`Run`; with a
+        ``sweep`` (``{"grid": …}``, as in a spec), or a spec that has one, submit an
+        experiment and return its :class:`Experiment`. A local model is uploaded first."""
         from .client import REMOTE_SOURCES
 
-        spec = _spec(model, **overrides)
-        if spec.sweep is not None:
-            raise AnchoError('the spec has a "sweep": that is an experiment, not a run')
+        spec = _spec(model, sweep=sweep, **overrides)
         data = spec.to_dict()
         if not spec.model.source.startswith(REMOTE_SOURCES):
             data["model"]["source"] = self.upload(spec.model.source.removeprefix("file://"))
+        if spec.sweep is not None:
+            return Experiment(self._backend, str(self._rest.submit_experiment(data)["id"]))
         return Run(self._backend, str(self._rest.submit(data)["id"]))
 
     def runs(self) -> list[Run]:
@@ -239,6 +311,39 @@ def run(
     return Run(StoreBackend(opened), record.id)
 
 
+def sweep(
+    model: str | Path | Mapping[str, Any],
+    *,
+    grid: Mapping[str, list[Any]] | None = None,
+    points: list[Mapping[str, Any]] | None = None,
+    latin_hypercube: Mapping[str, Any] | None = None,
+    sequences: int | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    executors: int | None = None,
+    store: str | None = None,
+    master: str | None = None,
+    progress: bool = False,
+) -> Experiment:
+    """Run every point of a sweep on this machine, as ``ancho run SWEEP.json`` does, and
+    return the :class:`Experiment` once all have ended. Give exactly one of ``grid``
+    (``{"strike": [90, 100]}``), ``points`` (``[{"strike": 90}, …]``) or
+    ``latin_hypercube`` (``{"points": 20, "ranges": {"sigma": [0.1, 0.4]}}``)."""
+    from .experiments import new_experiment, store_experiment
+    from .runner import require_extras, run_all
+    from .store import open_store
+
+    spec = _spec(model, sequences=sequences, parameters=parameters, seed=seed,
+                 executors=executors, sweep=_sweep(grid, points, latin_hypercube))  # fmt: skip
+    require_extras(spec)
+    opened = open_store(store)
+    experiment, runs = new_experiment(spec)
+    store_experiment(opened, experiment, runs)
+    run_all(spec, opened, experiment.runs, work_dir=Path(".ancho"),
+            progress=sys.stderr if progress else None, master=master or "embedded")  # fmt: skip
+    return Experiment(StoreBackend(opened), experiment.id)
+
+
 def compare(a: Run, b: Run, output: str | None = None) -> Any:
     """``ancho compare``: ``a``'s mean minus ``b``'s with its 95% interval, paired over
     the sequence index when both have the same seed and sequence count, else Welch.
@@ -252,20 +357,38 @@ def compare(a: Run, b: Run, output: str | None = None) -> Any:
 def _spec(model: str | Path | Mapping[str, Any], *, sequences: int | None = None,
           parameters: Mapping[str, Any] | None = None, seed: int | None = None,
           executors: int | None = None,
-          targets: Mapping[str, Mapping[str, float]] | None = None) -> RunSpec:  # fmt: skip
-    """The spec of a model folder, spec file or spec dict, with the keyword values."""
+          targets: Mapping[str, Mapping[str, float]] | None = None,
+          sweep: Mapping[str, Any] | None = None) -> RunSpec:  # fmt: skip
+    """The spec of a model folder, spec file or spec dict, with the keyword values
+    (``targets`` and ``sweep`` replace the spec's)."""
     overrides = Overrides(sequences, seed, dict(parameters or {}), executors)
+    extra: dict[str, Any] = {}
+    if targets is not None:
+        extra["targets"] = {k: dict(v) for k, v in targets.items()}
+    if sweep is not None:
+        extra["sweep"] = dict(sweep)
     if isinstance(model, Mapping):
-        data = dict(model)
-        if targets is not None:
-            data["targets"] = {k: dict(v) for k, v in targets.items()}
+        data = {**model, **extra}
         return spec_from_data(data, base=Path.cwd(), overrides=overrides, where="spec")
     if not isinstance(model, str | Path):
         raise AnchoError(f"model: expected a model folder, a spec file or a spec dict, not"
                          f" {type(model).__name__}")  # fmt: skip
     spec = load_spec(model, overrides)
-    if targets is None:
+    if not extra:
         return spec
-    data = spec.to_dict()
-    data["targets"] = {k: dict(v) for k, v in targets.items()}
-    return spec_from_data(data, overrides=None, where=str(model))
+    return spec_from_data({**spec.to_dict(), **extra}, overrides=None, where=str(model))
+
+
+def _sweep(grid: Mapping[str, Any] | None, points: list[Mapping[str, Any]] | None,
+           latin_hypercube: Mapping[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    """The spec's ``"sweep"`` from exactly one of the three ways to give one."""
+    given: dict[str, Any] = {}
+    if grid is not None:
+        given["grid"] = dict(grid)
+    if points is not None:
+        given["points"] = [dict(p) for p in points]
+    if latin_hypercube is not None:
+        given["latin_hypercube"] = dict(latin_hypercube)
+    if len(given) != 1:
+        raise AnchoError("sweep: give exactly one of grid=, points= or latin_hypercube=")
+    return given

@@ -22,7 +22,7 @@ from .partials import Z95
 from .runner import new_run
 from .spec import RunSpec
 from .store import TERMINAL_STATES, ExperimentRecord, RunRecord, Store
-from .sweep import expand_sweep
+from .sweep_points import expand_sweep
 
 __all__ = [
     "experiment_document",

@@ -20,7 +20,7 @@ import jsonschema
 from . import sources
 from .errors import ErrorDetail, SpecError
 from .seeding import draw_seed
-from .sweep import expand_sweep
+from .sweep_points import expand_sweep
 
 #: Spec file looked for inside a model directory given to ``ancho run MODEL_DIR``.
 MODEL_DIR_SPEC = "ancho.json"
@@ -88,7 +88,7 @@ class RunSpec:
     targets: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Orders a user's own runs (0 to 100, higher first).
     priority: int = DEFAULT_PRIORITY
-    #: An experiment's sweep (``ancho.sweep``); None for a single run.
+    #: An experiment's sweep (``ancho.sweep_points``); None for a single run.
     sweep: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

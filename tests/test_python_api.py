@@ -87,6 +87,29 @@ def test_a_paired_comparison_from_python(tmp_path: Path, monkeypatch: pytest.Mon
     assert abs(c.difference + 0.3) < 4 * sd and half == pytest.approx(1.959964 * sd, rel=0.15)
 
 
+def test_a_sweep_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path / 'ancho.db'}"
+    exp = api.sweep(BERNOULLI, grid={"p": [0.2, 0.7]}, sequences=400, store=store)
+    assert isinstance(exp, api.Experiment) and exp.state == "FINISHED"
+    frame = exp.frame()
+    assert list(frame.columns[:4]) == ["point", "run", "state", "p"]
+    assert frame["p"].tolist() == [0.2, 0.7] and (frame["state"] == "FINISHED").all()
+    for _, row in frame.iterrows():
+        assert abs(row["hit_mean"] - row["p"]) < 4 * math.sqrt(row["p"] * (1 - row["p"]) / 400)
+        assert row["hit_ci95_lo"] < row["hit_mean"] < row["hit_ci95_hi"]
+    low, high = exp.runs()
+    assert [low.id, high.id] == frame["run"].tolist()
+    # Common random numbers: sequence i draws the same numbers at every point.
+    assert low.results()["x"].tolist() == high.results()["x"].tolist()
+    page = exp.report(tmp_path / "sweep.html").read_text()
+    assert 'class="chart sweep"' in page and 'data-parameter="p"' in page
+    with pytest.raises(api.AnchoError, match="exactly one of grid=, points= or latin_hypercube="):
+        api.sweep(BERNOULLI, store=store)
+    with pytest.raises(api.SpecError, match="/sweep/grid/q"):
+        api.sweep(BERNOULLI, grid={"q": [1, 2]}, store=store)
+
+
 def test_bad_input_raises_the_cli_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ANCHO_SERVER", raising=False)
@@ -117,7 +140,12 @@ def test_a_run_through_a_server(tmp_path: Path) -> None:
         assert frame["hit"].mean() == pytest.approx(hit["mean"], rel=1e-12)
         svg = parse(run._repr_html_()).one("svg", cls="ancho-histogram", data_output="x")
         assert sum(int(r.attrs["data-count"]) for r in svg.find_all("rect")) == 400
-        assert [r.id for r in client.runs()] == [run.id]
+        exp = client.submit(MODELS / "bernoulli", sweep={"points": [{"p": 0.1}, {"p": 0.9}]},
+                            sequences=200, parameters={"p": 0.5})  # fmt: skip
+        assert isinstance(exp, api.Experiment)
+        assert exp.wait(timeout_s=120).state == "FINISHED"
+        assert exp.frame()["p"].tolist() == [0.1, 0.9]
+        assert [r.id for r in client.runs()][-1] == run.id  # newest first: the sweep's two
         assert client.run(run.id).id == run.id
         with pytest.raises(api.AnchoError, match="nope"):
             client.run("nope")
@@ -147,3 +175,17 @@ def test_result_columns_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cols["s"].dtype == object and cols["s"].tolist()[:4] == ["a"] * 4
     frame = frames.results_frame(cols)
     assert frame["status"].tolist() == ["ok"] * 5 + ["failed", "ok"]
+
+
+def test_public_names_are_not_hidden_by_submodules() -> None:
+    """A submodule named like a public function (``ancho/compare.py``, ``ancho/sweep.py``)
+    becomes the package's attribute once imported, hiding the function: none may."""
+    import importlib
+    import pkgutil
+    import types
+
+    for info in pkgutil.iter_modules(api.__path__):
+        if not info.ispkg:
+            importlib.import_module(f"ancho.{info.name}")
+    for name in api.__all__:
+        assert not isinstance(getattr(api, name), types.ModuleType), name
