@@ -68,25 +68,9 @@ class Run:
              stream: TextIO | None = None) -> Run:  # fmt: skip
         """Wait until the run has ended (a progress bar on ``stream``, default stderr,
         when ``progress``); return the run. AnchoError after ``timeout_s``."""
-        from .client import record_from_dict
-        from .progress import ProgressBar
+        from .client import follow
 
-        doc = self.info()
-        record = record_from_dict(doc)
-        bar = ProgressBar(stream or sys.stderr, record.sequences) if progress else None
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            if bar is not None:
-                bar.update(record, doc.get("live"))
-            if record.done:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise AnchoError(f"run {self.id} is still {record.state} after {timeout_s:g} s")
-            time.sleep(POLL_S)
-            doc = self.info()
-            record = record_from_dict(doc)
-        if bar is not None:
-            bar.close(record)
+        follow(self.info, (stream or sys.stderr) if progress else None, POLL_S, timeout_s)
         return self
 
     def summary(self, *, recompute: bool = False) -> dict[str, Any]:

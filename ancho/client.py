@@ -18,7 +18,7 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -237,18 +237,28 @@ REMOTE_SOURCES = ("https://", "http://", "git+", "s3://", "sha256:")
 
 def wait(client: Client, run_id: str, progress: TextIO | None, poll_s: float = 0.5) -> RunRecord:
     """Poll the run until it ends, drawing a progress bar on ``progress``."""
+    return follow(lambda: client.run(run_id), progress, poll_s)
+
+
+def follow(fetch: Callable[[], dict[str, Any]], progress: TextIO | None, poll_s: float = 0.5,
+           timeout_s: float | None = None) -> RunRecord:  # fmt: skip
+    """Poll a run's document (``fetch()``) until the run ends, drawing a progress bar on
+    ``progress``; AnchoError after ``timeout_s``."""
     from .progress import ProgressBar
 
-    doc = client.run(run_id)
+    doc = fetch()
     record = record_from_dict(doc)
     bar = ProgressBar(progress, record.sequences) if progress is not None else None
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         if bar is not None:
             bar.update(record, doc.get("live"))
         if record.done:
             break
+        if deadline is not None and time.monotonic() >= deadline:
+            raise AnchoError(f"run {record.id} is still {record.state} after {timeout_s:g} s")
         time.sleep(poll_s)
-        doc = client.run(run_id)
+        doc = fetch()
         record = record_from_dict(doc)
     if bar is not None:
         bar.close(record)

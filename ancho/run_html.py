@@ -9,32 +9,16 @@ holds no script and no external URL.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
 from .partials import Z95
+from .report import _e, _num  # the report's escaping and number format
 
 __all__ = ["run_html"]
 
 WIDTH, HEIGHT = 220, 56
 STATS = ("count", "mean", "stddev", "min", "max")
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def _progress(doc: Mapping[str, Any]) -> str:
